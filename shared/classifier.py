@@ -1,0 +1,252 @@
+"""The review classifier: an int8 ONNX model run by onnxruntime, tokenized by ``tokenizers``, no torch.
+
+Why this shape:
+- One ONNX Runtime session per process, created on first use and kept in a
+  module global (``get_classifier``), so a function instance pays the load once
+  and every handler shares it. A lock makes concurrent first calls load once.
+- Truncation and padding are set here, never inherited from ``tokenizer.json``
+  (checkpoints often carry a fixed 128-token setting that silently cuts long
+  reviews and pads short ones). Texts are read whole: the manifest's long-text
+  policy (measured at build time) splits a long review into windows and
+  aggregates their probabilities, so a verdict at the end counts.
+- All windows of a call are sorted by length and run in bounded sub-batches
+  padded to their longest member: little padding waste, and a bounded input
+  shape keeps ONNX Runtime's memory bounded.
+- At load the manifest is verified and a self-check compares this CPU's
+  answers on fixed texts with the build's: int8 kernels differ between CPUs,
+  and a drifted model must refuse to serve rather than mislabel.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shared.artifact import LongTextPolicy, Manifest, load_manifest
+from shared.errors import ArtifactError, ProviderUnavailableError, SelfCheckError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# Windows run together in one session call; bounds the input shape (and so the
+# memory arena) while keeping calls large enough to use the cores well.
+DEFAULT_WINDOWS_PER_CALL = 32
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+    scores: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": self.score, "scores": dict(self.scores)}
+
+
+def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    out: npt.NDArray[np.float32] = exp / exp.sum(axis=-1, keepdims=True)
+    return out
+
+
+def split_windows(ids: list[int], policy: LongTextPolicy) -> list[list[int]]:
+    """Token ids (no special tokens) to the pieces the model reads, per the manifest's policy."""
+    budget = policy.max_length - 2
+    if len(ids) <= budget:
+        return [ids]
+    if policy.strategy == "head":
+        return [ids[:budget]]
+    if policy.strategy == "head_tail":
+        return [ids[:policy.head] + ids[len(ids) - (budget - policy.head):]]
+    step = budget - policy.stride
+    starts = list(range(0, len(ids) - budget, step)) + [len(ids) - budget]
+    return [ids[s:s + budget] for s in starts]
+
+
+class Classifier:
+    """A loaded, verified model. Build with ``Classifier.load``; share via ``get_classifier``."""
+
+    def __init__(self, manifest: Manifest, session: Any, tokenizer: Any, max_chars: int,
+                 windows_per_call: int = DEFAULT_WINDOWS_PER_CALL) -> None:
+        self.manifest = manifest
+        self.labels = manifest.labels
+        self._session = session
+        self._tokenizer = tokenizer
+        self._max_chars = max_chars
+        self._windows_per_call = windows_per_call
+        self._cls = self._special_id("[CLS]")
+        self._sep = self._special_id("[SEP]")
+        self._pad = self._special_id("[PAD]")
+        self._input_names = {i.name for i in session.get_inputs()}
+        self._bias = np.exp(np.asarray(manifest.class_bias, dtype=np.float32))
+        self.load_seconds = 0.0
+
+    @property
+    def model_info(self) -> dict[str, str]:
+        return {"name": self.manifest.name, "version": self.manifest.version}
+
+    @classmethod
+    def load(cls, model_dir: Path, *, threads: int | None = None, provider: str = "cpu",
+             max_chars: int = 5000, policy: LongTextPolicy | None = None,
+             windows_per_call: int = DEFAULT_WINDOWS_PER_CALL, self_check: bool = True) -> Classifier:
+        """Verify the artifact, open the session, run the self-check. Raises typed errors."""
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        started = time.perf_counter()
+        manifest = load_manifest(model_dir)
+        if policy is not None:  # evaluation tools compare strategies on one artifact
+            manifest = _with_policy(manifest, policy)
+        wanted = PROVIDERS.get(provider)
+        if wanted is None:
+            raise ProviderUnavailableError(f"unknown execution provider {provider!r}; use one of {sorted(PROVIDERS)}")
+        if wanted not in ort.get_available_providers():
+            raise ProviderUnavailableError(
+                f"execution provider {provider!r} was asked for but this onnxruntime offers only "
+                f"{ort.get_available_providers()}; install onnxruntime-gpu on a CUDA machine or set EXECUTION_PROVIDER=cpu")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(manifest.model_file), options, providers=[wanted])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ArtifactError(f"{manifest.model_file}: onnxruntime cannot load it ({exc})") from exc
+        try:
+            tokenizer = Tokenizer.from_file(str(manifest.tokenizer_file))
+        except Exception as exc:
+            raise ArtifactError(f"{manifest.tokenizer_file}: not a tokenizers file ({exc})") from exc
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        width = session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != len(manifest.labels):
+            raise ArtifactError(
+                f"{manifest.model_file}: outputs {width} classes but {manifest.path} lists {len(manifest.labels)} labels")
+        missing = {"input_ids", "attention_mask"} - {i.name for i in session.get_inputs()}
+        if missing:
+            raise ArtifactError(f"{manifest.model_file}: model lacks inputs {sorted(missing)}")
+        classifier = cls(manifest, session, tokenizer, max_chars, windows_per_call)
+        if self_check:
+            classifier.self_check()
+        classifier.load_seconds = time.perf_counter() - started
+        return classifier
+
+    def _special_id(self, token: str) -> int:
+        token_id = self._tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ArtifactError(f"{self.manifest.tokenizer_file}: has no {token} token")
+        return int(token_id)
+
+    def self_check(self) -> None:
+        """Compare answers on the manifest's fixed texts with those recorded at build time."""
+        cases = self.manifest.self_check
+        if not cases:
+            return
+        got = self.probabilities([c.text for c in cases])
+        for case, probs in zip(cases, got, strict=True):
+            drift = float(np.max(np.abs(probs - np.asarray(case.probabilities))))
+            if drift > self.manifest.self_check_tolerance:
+                raise SelfCheckError(
+                    f"{self.manifest.path}: self-check failed on {case.text[:40]!r}: probabilities drift by "
+                    f"{drift:.3f} (> {self.manifest.self_check_tolerance}) from the build's; this CPU's int8 kernels "
+                    "differ from the build machine's. Rebuild the artifact on this CPU type or use the fp32 model.")
+
+    def windows(self, text: str) -> list[list[int]]:
+        """The model inputs (with special tokens) one text becomes."""
+        ids = self._tokenizer.encode(text[:self._max_chars], add_special_tokens=False).ids
+        return [[self._cls, *piece, self._sep] for piece in split_windows(ids, self.manifest.long_text)]
+
+    def probabilities(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Class probabilities per text (rows follow ``texts``), after aggregation and class bias."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        owners: list[int] = []
+        pieces: list[list[int]] = []
+        for index, text in enumerate(texts):
+            for piece in self.windows(text):
+                owners.append(index)
+                pieces.append(piece)
+        window_probs = self._run(pieces)
+        weights = np.asarray([len(p) if self.manifest.long_text.aggregate == "token_weighted" else 1.0
+                              for p in pieces], dtype=np.float32)
+        totals = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        norm = np.zeros(len(texts), dtype=np.float32)
+        np.add.at(totals, owners, window_probs * weights[:, None])
+        np.add.at(norm, owners, weights)
+        probs = totals / norm[:, None] * self._bias
+        out: npt.NDArray[np.float32] = probs / probs.sum(axis=1, keepdims=True)
+        return out
+
+    def _run(self, pieces: list[list[int]]) -> npt.NDArray[np.float32]:
+        order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
+        out = np.zeros((len(pieces), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), self._windows_per_call):
+            chunk = order[start:start + self._windows_per_call]
+            width = max(len(pieces[i]) for i in chunk)
+            ids = np.full((len(chunk), width), self._pad, dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, i in enumerate(chunk):
+                ids[row, :len(pieces[i])] = pieces[i]
+                mask[row, :len(pieces[i])] = 1
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._input_names:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            logits = self._session.run([self.manifest.output], feed)[0]
+            out[chunk] = softmax(np.asarray(logits, dtype=np.float32))
+        return out
+
+    def classify(self, texts: Sequence[str]) -> list[Prediction]:
+        """One prediction per text, in order; one batched pass for all of them."""
+        results = []
+        for row in self.probabilities(texts):
+            best = int(np.argmax(row))
+            results.append(Prediction(
+                label=self.labels[best],
+                score=round(float(row[best]), 6),
+                scores={label: round(float(p), 6) for label, p in zip(self.labels, row, strict=True)},
+            ))
+        return results
+
+
+def _with_policy(manifest: Manifest, policy: LongTextPolicy) -> Manifest:
+    from dataclasses import replace
+    return replace(manifest, long_text=policy)
+
+
+_lock = threading.Lock()
+_instance: Classifier | None = None
+
+
+def get_classifier() -> Classifier:
+    """The process-wide classifier, loaded on first use (thread-safe, once)."""
+    global _instance
+    if _instance is None:
+        with _lock:
+            if _instance is None:
+                from shared.config import get_settings
+
+                settings = get_settings()
+                _instance = Classifier.load(
+                    settings.model_dir, threads=settings.intra_op_threads,
+                    provider=settings.execution_provider, max_chars=settings.max_review_chars)
+    return _instance
+
+
+def is_loaded() -> bool:
+    """Whether this process already paid the load (the next answer is warm)."""
+    return _instance is not None
+
+
+def reset_for_tests() -> None:
+    """Forget the loaded classifier so a test can exercise first-load behaviour again."""
+    global _instance
+    with _lock:
+        _instance = None

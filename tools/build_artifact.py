@@ -1,0 +1,240 @@
+"""Build a serving artifact from any local Hugging Face sequence-classification checkpoint.
+
+Explicit, verifiable steps (after Hugging Face Optimum's export and quantization):
+
+1. export to ONNX (opset 17) with dynamic batch and sequence axes;
+2. ONNX Runtime's transformer graph optimizer (attention, layer-norm, GELU fusions);
+3. ``quantize_dynamic`` to int8 with per-channel weights (on MiniLM per-channel
+   keeps the hidden states at 0.993 cosine similarity to fp32, per-tensor 0.953,
+   at the same size and speed);
+4. parity: int8 against fp32 on held-out text through the real serving runtime;
+   the build fails if they agree on fewer than 99% of labels;
+5. ``tokenizer.json`` without any truncation or padding baked in (the runtime
+   sets both), and ``manifest.json`` with the sha256, label order, long-text
+   policy, decision biases, self-check texts with their expected probabilities
+   (measured here, compared by the runtime at every load) and provenance.
+
+The fp32 artifact of step 2 is kept beside the output (``<out>-fp32`` under
+``build/``) for the benchmark and for parity.
+
+Usage::
+
+    python tools/build_artifact.py --checkpoint build/train/main/final \
+        --out model_artifacts/review-sentiment-minilm --parity-texts build/data/amazon/test.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shared.artifact import LongTextPolicy, policy_problem, sha256_of  # noqa: E402
+from shared.classifier import Classifier  # noqa: E402
+
+INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+PARITY_MIN_AGREEMENT = 0.99
+SELF_CHECK_TEXTS = [
+    "Absolutely love it, works perfectly.",
+    "Broke after two days and support never answered.",
+    "It's okay. Does the job, nothing special, a bit pricey for what it is.",
+    "The first two units arrived dead and I was ready to give up, but the replacement has run flawlessly "
+    "for three months and support was brilliant. Very happy now.",
+]
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def export_onnx(checkpoint: Path, path: Path, opset: int = 17) -> dict[str, Any]:
+    """Export with dynamic axes; returns the model config for the optimizer and manifest."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    ids = torch.randint(5, int(model.config.vocab_size), (2, 16))
+    args = (ids, torch.ones_like(ids), torch.zeros_like(ids))
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    axes["logits"] = {0: "batch"}
+    with torch.no_grad():
+        torch.onnx.export(model, args, str(path), input_names=INPUT_NAMES, output_names=["logits"],
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+    config: dict[str, Any] = model.config.to_dict()
+    return config
+
+
+def optimize(src: Path, dst: Path, config: dict[str, Any]) -> None:
+    from onnxruntime.transformers import optimizer
+
+    model = optimizer.optimize_model(str(src), model_type="bert", num_heads=int(config["num_attention_heads"]),
+                                     hidden_size=int(config["hidden_size"]), opt_level=1)
+    model.save_model_to_file(str(dst))
+
+
+def quantize(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Fused contrib ops (Attention, BiasGelu, SkipLayerNorm) defeat ONNX shape
+    # inference; their outputs are float, which is what the quantizer must assume.
+    quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def write_tokenizer(checkpoint: Path, dst: Path) -> None:
+    """Save the fast tokenizer with truncation and padding removed: the runtime decides both."""
+    from transformers import AutoTokenizer
+
+    backend = AutoTokenizer.from_pretrained(checkpoint).backend_tokenizer
+    backend.no_truncation()
+    backend.no_padding()
+    backend.save(str(dst))
+
+
+def read_texts(paths: list[Path], limit: int) -> list[str]:
+    texts: list[str] = []
+    for path in paths:
+        with path.open(encoding="utf-8") as fh:
+            rows = [json.loads(line)["text"] for line in fh if line.strip()]
+        texts += rows[: max(1, limit // max(1, len(paths)))]
+    return texts
+
+
+def write_manifest(folder: Path, base: dict[str, Any]) -> dict[str, Any]:
+    manifest = dict(base)
+    manifest["sha256"] = sha256_of(folder / manifest["model_file"])
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest
+
+
+def parity(fp32: Classifier, int8: Classifier, texts: list[str]) -> dict[str, float]:
+    import numpy as np
+    from tqdm import tqdm
+
+    p32, p8 = [], []
+    for start in tqdm(range(0, len(texts), 32), desc="parity", mininterval=5):
+        chunk = texts[start:start + 32]
+        p32.append(fp32.probabilities(chunk))
+        p8.append(int8.probabilities(chunk))
+    a, b = np.concatenate(p32), np.concatenate(p8)
+    return {
+        "texts": len(texts),
+        "argmax_agreement": round(float((a.argmax(1) == b.argmax(1)).mean()), 4),
+        "max_probability_difference": round(float(np.abs(a - b).max()), 4),
+        "mean_probability_difference": round(float(np.abs(a - b).mean()), 5),
+    }
+
+
+def build(args: argparse.Namespace) -> dict[str, Any]:
+    checkpoint: Path = args.checkpoint
+    out: Path = args.out
+    fp32_dir: Path = args.fp32_out or Path("build/artifacts") / f"{out.name}-fp32"
+    config_path = checkpoint / "config.json"
+    if not config_path.is_file():
+        sys.exit(f"{checkpoint}: not a Hugging Face checkpoint folder (no config.json)")
+    hf_config = json.loads(config_path.read_text())
+    id2label = hf_config.get("id2label") or {}
+    labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))).lower() for i in range(len(id2label))]
+    if len(labels) < 2:
+        sys.exit(f"{config_path}: needs id2label with at least two labels")
+    policy = LongTextPolicy(args.strategy, args.max_length, args.stride, args.head, args.aggregate)
+    if policy_problem(policy):
+        sys.exit(f"bad long-text options: {policy_problem(policy)}")
+    meta_path = checkpoint / "training_meta.json"
+    provenance = json.loads(meta_path.read_text()) if meta_path.is_file() else {"checkpoint": str(checkpoint)}
+    for folder in (out, fp32_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        step(f"1/5 export {checkpoint} to ONNX")
+        config = export_onnx(checkpoint, raw)
+        step("2/5 ONNX Runtime transformer optimizer")
+        optimize(raw, fp32_dir / "model.onnx", config)
+    step("3/5 dynamic int8 quantization, per-channel weights")
+    quantize(fp32_dir / "model.onnx", out / "model.onnx")
+    for folder in (out, fp32_dir):
+        write_tokenizer(checkpoint, folder / "tokenizer.json")
+
+    base: dict[str, Any] = {
+        "name": args.name,
+        "version": args.version,
+        "labels": labels,
+        "max_length": args.max_length,
+        "inputs": INPUT_NAMES,
+        "output": "logits",
+        "model_file": "model.onnx",
+        "tokenizer_file": "tokenizer.json",
+        "long_text": {"strategy": policy.strategy, "max_length": policy.max_length, "stride": policy.stride,
+                      "head": policy.head, "aggregate": policy.aggregate},
+        "decision": {"class_bias": [float(x) for x in args.class_bias.split(",")] if args.class_bias
+                     else [0.0] * len(labels)},
+        "quantization": {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
+                         "per_channel": True, "graph_optimizer": "onnxruntime.transformers bert, opt_level 1",
+                         "opset": 17},
+        "self_check": {"tolerance": args.self_check_tolerance, "cases": []},
+        "provenance": provenance,
+    }
+    if args.extra_manifest:
+        base.update(json.loads(Path(args.extra_manifest).read_text()))
+    write_manifest(fp32_dir, {**base, "quantization": {"method": "none (fp32 reference)"}})
+    write_manifest(out, base)
+
+    step("4/5 parity of int8 against fp32 on held-out text")
+    fp32 = Classifier.load(fp32_dir, self_check=False)
+    int8 = Classifier.load(out, self_check=False)
+    texts = read_texts(args.parity_texts, args.parity_limit) if args.parity_texts else list(SELF_CHECK_TEXTS)
+    report = parity(fp32, int8, texts)
+    print(json.dumps(report), flush=True)
+    if report["argmax_agreement"] < PARITY_MIN_AGREEMENT:
+        sys.exit(f"parity failed: int8 agrees with fp32 on {report['argmax_agreement']:.2%} of labels "
+                 f"(< {PARITY_MIN_AGREEMENT:.0%}); the artifact in {out} must not ship")
+
+    step("5/5 self-check cases and manifest")
+    cases = [{"text": t, "probabilities": [round(float(p), 6) for p in row]}
+             for t, row in zip(SELF_CHECK_TEXTS, int8.probabilities(SELF_CHECK_TEXTS), strict=True)]
+    base["self_check"]["cases"] = cases
+    base["parity"] = report
+    base["size_bytes"] = (out / "model.onnx").stat().st_size
+    manifest = write_manifest(out, base)
+    fp32_cases = [{"text": t, "probabilities": [round(float(p), 6) for p in row]}
+                  for t, row in zip(SELF_CHECK_TEXTS, fp32.probabilities(SELF_CHECK_TEXTS), strict=True)]
+    write_manifest(fp32_dir, {**base, "self_check": {"tolerance": args.self_check_tolerance, "cases": fp32_cases},
+                              "quantization": {"method": "none (fp32 reference)"},
+                              "size_bytes": (fp32_dir / "model.onnx").stat().st_size})
+    Classifier.load(out)  # the runtime's own verification: hash, labels, self-check
+    print(f"artifact ready: {out} ({manifest['size_bytes'] / 1e6:.1f} MB int8), fp32 kept in {fp32_dir}")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="local HF sequence-classification folder")
+    parser.add_argument("--out", type=Path, required=True, help="artifact folder to (re)create")
+    parser.add_argument("--fp32-out", type=Path, default=None, help="where the fp32 artifact goes")
+    parser.add_argument("--name", default="review-sentiment-minilm")
+    parser.add_argument("--version", default="1.0.0")
+    parser.add_argument("--strategy", default="windows", choices=["head", "head_tail", "windows"])
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--stride", type=int, default=64)
+    parser.add_argument("--head", type=int, default=64)
+    parser.add_argument("--aggregate", default="mean", choices=["mean", "token_weighted"])
+    parser.add_argument("--class-bias", default="", help="comma-separated log-probability offsets per label")
+    parser.add_argument("--parity-texts", type=Path, nargs="*", default=[])
+    parser.add_argument("--parity-limit", type=int, default=2000)
+    parser.add_argument("--self-check-tolerance", type=float, default=0.05)
+    parser.add_argument("--extra-manifest", default=None, help="JSON file merged into the manifest (evaluation)")
+    build(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
