@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ def split_windows(ids: list[int], policy: LongTextPolicy) -> list[list[int]]:
     if policy.strategy == "head_tail":
         return [ids[:policy.head] + ids[len(ids) - (budget - policy.head):]]
     step = budget - policy.stride
-    starts = list(range(0, len(ids) - budget, step)) + [len(ids) - budget]
+    starts = [*range(0, len(ids) - budget, step), len(ids) - budget]
     return [ids[s:s + budget] for s in starts]
 
 
@@ -94,7 +94,7 @@ class Classifier:
 
     @classmethod
     def load(cls, model_dir: Path, *, threads: int | None = None, provider: str = "cpu",
-             max_chars: int = 5000, policy: LongTextPolicy | None = None,
+             max_chars: int = 5000, policy: LongTextPolicy | None = None, class_bias: list[float] | None = None,
              windows_per_call: int = DEFAULT_WINDOWS_PER_CALL, self_check: bool = True) -> Classifier:
         """Verify the artifact, open the session, run the self-check. Raises typed errors."""
         import onnxruntime as ort
@@ -102,15 +102,18 @@ class Classifier:
 
         started = time.perf_counter()
         manifest = load_manifest(model_dir)
-        if policy is not None:  # evaluation tools compare strategies on one artifact
-            manifest = _with_policy(manifest, policy)
+        if policy is not None:  # evaluation tools compare strategies and biases on one artifact
+            manifest = replace(manifest, long_text=policy)
+        if class_bias is not None:
+            manifest = replace(manifest, class_bias=list(class_bias))
         wanted = PROVIDERS.get(provider)
         if wanted is None:
             raise ProviderUnavailableError(f"unknown execution provider {provider!r}; use one of {sorted(PROVIDERS)}")
         if wanted not in ort.get_available_providers():
             raise ProviderUnavailableError(
                 f"execution provider {provider!r} was asked for but this onnxruntime offers only "
-                f"{ort.get_available_providers()}; install onnxruntime-gpu on a CUDA machine or set EXECUTION_PROVIDER=cpu")
+                f"{ort.get_available_providers()}; install onnxruntime-gpu on a CUDA machine "
+                "or set EXECUTION_PROVIDER=cpu")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
@@ -129,7 +132,8 @@ class Classifier:
         width = session.get_outputs()[0].shape[-1]
         if isinstance(width, int) and width != len(manifest.labels):
             raise ArtifactError(
-                f"{manifest.model_file}: outputs {width} classes but {manifest.path} lists {len(manifest.labels)} labels")
+                f"{manifest.model_file}: outputs {width} classes but {manifest.path} "
+                f"lists {len(manifest.labels)} labels")
         missing = {"input_ids", "attention_mask"} - {i.name for i in session.get_inputs()}
         if missing:
             raise ArtifactError(f"{manifest.model_file}: model lacks inputs {sorted(missing)}")
@@ -149,7 +153,8 @@ class Classifier:
         """Compare answers on the manifest's fixed texts with those recorded at build time."""
         cases = self.manifest.self_check
         if not cases:
-            return
+            raise ArtifactError(f"{self.manifest.path}: self_check.cases is empty; a servable artifact records "
+                                "expected probabilities at build time (tools/build_artifact.py)")
         got = self.probabilities([c.text for c in cases])
         for case, probs in zip(cases, got, strict=True):
             drift = float(np.max(np.abs(probs - np.asarray(case.probabilities))))
@@ -214,11 +219,6 @@ class Classifier:
                 scores={label: round(float(p), 6) for label, p in zip(self.labels, row, strict=True)},
             ))
         return results
-
-
-def _with_policy(manifest: Manifest, policy: LongTextPolicy) -> Manifest:
-    from dataclasses import replace
-    return replace(manifest, long_text=policy)
 
 
 _lock = threading.Lock()

@@ -54,6 +54,7 @@ class Settings:
     webhook_timeout_seconds: float
     log_level: str
     log_review_text: bool
+    firestore_timeout_seconds: float
 
 
 def _int(env: Mapping[str, str], key: str, default: int, minimum: int = 1) -> int:
@@ -129,6 +130,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 5.0, 0.1, 60.0),
         log_level=_text(env, "LOG_LEVEL", "INFO").upper(),
         log_review_text=_bool(env, "LOG_REVIEW_TEXT", False),
+        # Per Firestore call, retries included: a push must fail (5xx, retried) well before the ack deadline.
+        firestore_timeout_seconds=_float(env, "FIRESTORE_TIMEOUT_SECONDS", 10.0, 0.5, 60.0),
     )
     if not settings.followup_unsure_min <= settings.followup_threshold <= settings.followup_high_priority:
         raise ConfigError("need FOLLOWUP_UNSURE_MIN <= FOLLOWUP_THRESHOLD <= FOLLOWUP_HIGH_PRIORITY")

