@@ -12,6 +12,8 @@ windows with mean or token-weighted aggregation) and then the class biases
 (log-probability offsets; our thresholds) that maximise macro-F1 on our
 corpus's dev split.
 
+``attach`` records the reports in the artifact's manifest (``evaluation``).
+
 ``report`` computes, with the selected settings, polarity accuracy (negative
 vs positive, gold neutral excluded), 3-class macro-F1 and accuracy on every
 held-out test split and on our 200-review evaluation split (overall, per
@@ -232,16 +234,42 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def attach(args: argparse.Namespace) -> dict[str, Any]:
+    """Record reports in the artifact's manifest under ``evaluation`` (model.onnx and its hash stay untouched)."""
+    path = args.model / "manifest.json"
+    manifest = json.loads(path.read_text())
+    evaluation: dict[str, Any] = {}
+    for item in args.reports:
+        key, _, file = item.partition("=")
+        report_data = json.loads(Path(file).read_text())
+        for entry in report_data.get("splits", {}).values():
+            entry.pop("errors", None)  # examples belong in the model card, not in every deployment
+        evaluation[key] = report_data
+    if args.selection:
+        selection = json.loads(args.selection.read_text())
+        evaluation["selection"] = selection
+    manifest["evaluation"] = evaluation
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return evaluation
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["select", "report"])
+    parser.add_argument("command", choices=["select", "report", "attach"])
     parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--reports", nargs="*", default=[], help="attach: NAME=report.json ...")
     parser.add_argument("--data", type=Path, default=Path("build/data"))
     parser.add_argument("--corpus", type=Path, default=Path("data/reviews/splits"))
     parser.add_argument("--selection", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=2000, help="at most this many texts per split")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.command == "attach":
+        attach(args)
+        print(f"evaluation attached to {args.model / 'manifest.json'}")
+        return
+    if args.out is None:
+        parser.error("--out is required for select and report")
     result = select(args) if args.command == "select" else report(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
