@@ -16,12 +16,14 @@ Delivery guarantees, and why:
 - One document per review: its id is the review id and it is written with ``create()``,
   which fails when it exists, so redelivered, duplicate and concurrent events cannot make a
   second one. Later changes (reopen after an edit back to negative, needs_review -> open, an
-  edit that stays negative) are applied in a transaction and only from a review version
-  newer than the one the follow-up reflects (``review_updated_at``), so an old event
-  redelivered late cannot undo a newer one.
+  edit that stays negative, resolve) are conditional writes (precondition: the follow-up's
+  update_time as read) and apply only from a review version newer than the one the
+  follow-up reflects (``review_updated_at``), so an old event redelivered late cannot undo
+  a newer one.
 - One notification per channel: Eventarc delivers at least once, and the emulator and
-  our tests deliver duplicates on purpose. Before sending on a channel we claim it in a
-  transaction on the follow-up (``notification_attempts.<channel>``: attempt id and a lease);
+  our tests deliver duplicates on purpose. Before sending on a channel we claim it with a
+  conditional write on the follow-up (``notification_attempts.<channel>``: attempt id and a
+  lease; of two concurrent claims exactly one passes the precondition);
   a delivery that finds the channel sent returns, one that finds a live lease raises
   ``NotificationInProgressError`` so the platform retries later (by then it is sent, or the
   lease has expired because its holder died). A failed send releases the claim and raises,
@@ -35,7 +37,6 @@ Delivery guarantees, and why:
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -147,21 +148,48 @@ def decide(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, setting
 
 
 # --- the Firestore work ------------------------------------------------------------------------
+#
+# Every change to an existing follow-up is read-decide-write with a precondition on the
+# document's update_time (as in shared.store): a delivery that lost a race fails at once,
+# reads again and decides again, instead of waiting on a transaction lock (the emulator,
+# and production under contention, make a losing transaction wait and retry).
 
-_lock = threading.Lock()
-_client: Any = None
+MAX_ROUNDS = 6  # read-decide-write rounds before giving up and letting the platform retry
 
 
-def firestore_client(settings: Settings) -> Any:
-    """This process's Firestore client, created on first use (honours FIRESTORE_EMULATOR_HOST)."""
-    global _client
-    if _client is None:
-        with _lock:
-            if _client is None:
-                from google.cloud import firestore
+class FollowupContentionError(ReviewsenseError):
+    """The follow-up kept changing under us; raised so the event is retried."""
 
-                _client = firestore.Client(project=settings.project_id, database=settings.firestore_database)
-    return _client
+    code = "followup_contention"
+
+
+def _ref(settings: Settings, review_id: str) -> Any:
+    from shared.store import get_client
+
+    return get_client().collection(settings.followups_collection).document(review_id)
+
+
+def _options(settings: Settings) -> dict[str, Any]:
+    """A deadline for every call (retries included), so a slow Firestore fails the delivery instead of hanging."""
+    from google.api_core.retry import Retry, if_transient_error
+
+    timeout = settings.firestore_timeout_seconds
+    return {"retry": Retry(predicate=if_transient_error, initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout),
+            "timeout": timeout}
+
+
+def _update_if_unchanged(settings: Settings, ref: Any, snapshot: Any, changes: Mapping[str, Any]) -> bool:
+    """Apply ``changes`` only if nobody wrote since ``snapshot`` was read; False means read again."""
+    from google.api_core.exceptions import FailedPrecondition, NotFound
+
+    from shared.store import get_client
+
+    try:
+        ref.update(dict(changes), option=get_client().write_option(last_update_time=snapshot.update_time),
+                   **_options(settings))
+    except (FailedPrecondition, NotFound):
+        return False
+    return True
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
@@ -185,12 +213,17 @@ def _content(review: Mapping[str, Any], decision: Decision, evidence: list[str],
     }
 
 
+def _is_stale(existing: Mapping[str, Any], review_updated_at: datetime | None) -> bool:
+    """Whether this event shows a review version the follow-up already reflects (or an older one)."""
+    seen = existing.get("review_updated_at")
+    return review_updated_at is not None and isinstance(seen, datetime) and review_updated_at <= seen
+
+
 def _refresh_kind(existing: Mapping[str, Any], review: Mapping[str, Any], decision: Decision,
                   review_updated_at: datetime | None) -> str | None:
     """Whether an existing follow-up must follow this (newer) version of the review, and how."""
-    seen = existing.get("review_updated_at")
-    if review_updated_at is not None and seen is not None and review_updated_at <= seen:
-        return None  # an older or the same version of the review, delivered again
+    if _is_stale(existing, review_updated_at):
+        return None
     status = existing.get("status")
     changed_text = existing.get("text_sha256") != review.get("text_sha256")
     if status == Status.RESOLVED_BY_EDIT:
@@ -207,97 +240,82 @@ def ensure_followup(settings: Settings, review_id: str, review: Mapping[str, Any
                     evidence_for: Callable[[str], list[str]]) -> tuple[str, dict[str, Any]]:
     """Create ``followups/{review_id}`` once, or bring an existing one up to a newer review version.
 
-    ``evidence_for`` runs the classifier, so it is called only when a document is actually
-    written, never for a duplicate delivery.
+    ``evidence_for`` runs the classifier, so it is called (at most once) only when a
+    document is actually written, never for a duplicate delivery.
     """
-    from google.api_core.exceptions import Conflict
-    from google.cloud import firestore
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud.firestore import SERVER_TIMESTAMP
 
-    client = firestore_client(settings)
-    ref = client.collection(settings.followups_collection).document(review_id)
-    snapshot = ref.get()
-    if not snapshot.exists:
-        text = str(review.get("text") or "")
-        document = {
-            "review_id": review_id,
-            "customer_id": review.get("customer_id"),
-            "source": review.get("source"),
-            **_content(review, decision, evidence_for(text), review_updated_at),
-            "status": Status.OPEN.value if decision.action is Action.OPEN else Status.NEEDS_REVIEW.value,
-            "created_at": firestore.SERVER_TIMESTAMP,
-            "updated_at": firestore.SERVER_TIMESTAMP,
-            "notifications": {},
-        }
-        try:
-            ref.create(document)
-            return "created", document
-        except Conflict:  # a concurrent delivery created it between our read and our create
-            snapshot = ref.get()
-    existing: dict[str, Any] = snapshot.to_dict() or {}
-    kind = _refresh_kind(existing, review, decision, review_updated_at)
-    if kind is None:
-        return "exists", existing
-    evidence = evidence_for(str(review.get("text") or ""))
-    status = (Status.OPEN if decision.action is Action.OPEN or existing.get("status") == Status.OPEN
-              else Status.NEEDS_REVIEW).value
-
-    @firestore.transactional  # type: ignore[untyped-decorator,misc]
-    def apply(transaction: Any) -> tuple[str, dict[str, Any]]:
-        current: dict[str, Any] = ref.get(transaction=transaction).to_dict() or {}
-        if _refresh_kind(current, review, decision, review_updated_at) is None:
-            return "exists", current
-        changes = {**_content(review, decision, evidence, review_updated_at), "status": status,
-                   "updated_at": firestore.SERVER_TIMESTAMP}
+    ref = _ref(settings, review_id)
+    options = _options(settings)
+    text = str(review.get("text") or "")
+    evidence: list[str] | None = None
+    status = Status.OPEN if decision.action is Action.OPEN else Status.NEEDS_REVIEW
+    for _ in range(MAX_ROUNDS):
+        snapshot = ref.get(**options)
+        if not snapshot.exists:
+            evidence = evidence if evidence is not None else evidence_for(text)
+            document = {
+                "review_id": review_id,
+                "customer_id": review.get("customer_id"),
+                "source": review.get("source"),
+                **_content(review, decision, evidence, review_updated_at),
+                "status": status.value,
+                "created_at": SERVER_TIMESTAMP,
+                "updated_at": SERVER_TIMESTAMP,
+                "notifications": {},
+            }
+            try:
+                ref.create(document, **options)
+                return "created", document
+            except AlreadyExists:  # a concurrent delivery created it: decide again on what it wrote
+                continue
+        existing: dict[str, Any] = snapshot.to_dict() or {}
+        kind = _refresh_kind(existing, review, decision, review_updated_at)
+        if kind is None:
+            return "exists", existing
+        evidence = evidence if evidence is not None else evidence_for(text)
+        keep_open = existing.get("status") == Status.OPEN  # an edit never downgrades an open follow-up
+        changes = {**_content(review, decision, evidence, review_updated_at),
+                   "status": Status.OPEN.value if keep_open else status.value, "updated_at": SERVER_TIMESTAMP}
         if kind == "reopened":
-            changes["reopened_at"] = firestore.SERVER_TIMESTAMP
-        transaction.update(ref, changes)
-        return kind, {**current, **changes}
-
-    result: tuple[str, dict[str, Any]] = apply(client.transaction())
-    return result
+            changes["reopened_at"] = SERVER_TIMESTAMP
+        if _update_if_unchanged(settings, ref, snapshot, changes):
+            return kind, {**existing, **changes}
+    raise FollowupContentionError(f"followups/{review_id} changed under us {MAX_ROUNDS} times; retry later")
 
 
 def resolve_by_edit(settings: Settings, review_id: str, review_updated_at: datetime | None) -> str:
     """Mark an open or needs_review follow-up ``resolved_by_edit``; leave any other state alone."""
-    from google.cloud import firestore
+    from google.cloud.firestore import SERVER_TIMESTAMP
 
-    client = firestore_client(settings)
-    ref = client.collection(settings.followups_collection).document(review_id)
-
-    @firestore.transactional  # type: ignore[untyped-decorator,misc]
-    def apply(transaction: Any) -> str:
-        snapshot = ref.get(transaction=transaction)
+    ref = _ref(settings, review_id)
+    for _ in range(MAX_ROUNDS):
+        snapshot = ref.get(**_options(settings))
         if not snapshot.exists:
             return "missing"
         current = snapshot.to_dict() or {}
-        seen = current.get("review_updated_at")
-        if review_updated_at is not None and seen is not None and review_updated_at <= seen:
+        if _is_stale(current, review_updated_at):
             return "stale"
         if current.get("status") not in (Status.OPEN, Status.NEEDS_REVIEW):
             return "exists"
-        changes = {"status": Status.RESOLVED_BY_EDIT.value, "resolved_at": firestore.SERVER_TIMESTAMP,
-                   "updated_at": firestore.SERVER_TIMESTAMP}
+        changes: dict[str, Any] = {"status": Status.RESOLVED_BY_EDIT.value, "resolved_at": SERVER_TIMESTAMP,
+                                   "updated_at": SERVER_TIMESTAMP}
         if review_updated_at is not None:
             changes["review_updated_at"] = review_updated_at
-        transaction.update(ref, changes)
-        return "resolved"
-
-    result: str = apply(client.transaction())
-    return result
+        if _update_if_unchanged(settings, ref, snapshot, changes):
+            return "resolved"
+    raise FollowupContentionError(f"followups/{review_id} changed under us {MAX_ROUNDS} times; retry later")
 
 
 # --- notifications, once per channel -----------------------------------------------------------
 
 def _claim(settings: Settings, review_id: str, channel: str) -> tuple[str | None, dict[str, Any]]:
-    """Take the send right for ``channel``: (attempt id, follow-up) or (None, follow-up) if nothing to send."""
-    from google.cloud import firestore
-
-    client = firestore_client(settings)
-    ref = client.collection(settings.followups_collection).document(review_id)
-
-    @firestore.transactional  # type: ignore[untyped-decorator,misc]
-    def apply(transaction: Any) -> tuple[str | None, dict[str, Any]]:
-        current: dict[str, Any] = ref.get(transaction=transaction).to_dict() or {}
+    """Take the send right for ``channel``: (attempt id, follow-up), or (None, follow-up) if nothing to send."""
+    ref = _ref(settings, review_id)
+    for _ in range(MAX_ROUNDS):
+        snapshot = ref.get(**_options(settings))
+        current: dict[str, Any] = snapshot.to_dict() or {}
         if current.get("status") != Status.OPEN or channel in (current.get("notifications") or {}):
             return None, current
         attempt = (current.get("notification_attempts") or {}).get(channel) or {}
@@ -307,14 +325,11 @@ def _claim(settings: Settings, review_id: str, channel: str) -> tuple[str | None
             raise NotificationInProgressError(
                 f"{channel} notification for review {review_id} is being sent by another delivery")
         attempt_id = uuid.uuid4().hex
-        transaction.update(ref, {f"notification_attempts.{channel}": {
-            "state": "sending", "attempt_id": attempt_id, "lease_until": now + timedelta(seconds=LEASE_SECONDS),
-            "count": int(attempt.get("count") or 0) + 1, "last_error": attempt.get("last_error"),
-        }})
-        return attempt_id, current
-
-    result: tuple[str | None, dict[str, Any]] = apply(client.transaction())
-    return result
+        claim = {"state": "sending", "attempt_id": attempt_id, "lease_until": now + timedelta(seconds=LEASE_SECONDS),
+                 "count": int(attempt.get("count") or 0) + 1, "last_error": attempt.get("last_error")}
+        if _update_if_unchanged(settings, ref, snapshot, {f"notification_attempts.{channel}": claim}):
+            return attempt_id, current
+    raise FollowupContentionError(f"followups/{review_id} changed under us {MAX_ROUNDS} times; retry later")
 
 
 def _record(settings: Settings, review_id: str, channel: str, attempt: dict[str, Any],
@@ -322,7 +337,7 @@ def _record(settings: Settings, review_id: str, channel: str, attempt: dict[str,
     changes = {f"notification_attempts.{channel}.{key}": value for key, value in attempt.items()}
     if notification is not None:
         changes[f"notifications.{channel}"] = notification
-    firestore_client(settings).collection(settings.followups_collection).document(review_id).update(changes)
+    _ref(settings, review_id).update(changes, **_options(settings))
 
 
 def _send(settings: Settings, channel: str, followup: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,219 @@
+"""Firestore access for ``reviews/{review_id}`` and ``rejected_events/{message_id}``.
+
+Exactly one effect per review under at-least-once delivery, without transactions
+(see ``save_review``): a read, then a write guarded by a precondition.
+
+- Content identity is ``text_sha256``. A stored review with the same hash means this
+  delivery (a redelivery, a republished duplicate, a concurrent twin) changes nothing:
+  no classification, no write. "No write" is what keeps the follow-up trigger, which
+  fires on writes, from acting twice. (So a message that repeats the text but changes
+  only ``metadata`` or ``source`` is a duplicate too: an edit is new text.)
+- A new review is written with ``create()``, which fails with AlreadyExists if a
+  concurrent delivery got there first; we then read again and decide again.
+- A different hash is an edit, applied only if this delivery is newer than the one that
+  produced the stored label (publish time, then message id): an old message redelivered
+  late must not roll a newer edit back. The edit is an ``update()`` with a precondition
+  on the stored ``update_time`` (optimistic concurrency): if anything wrote in between,
+  the write fails and we read and decide again.
+Why not a transaction: the Firestore emulator (and production, under contention) makes
+a losing transaction wait and retry; a precondition fails at once and costs one more
+read. Why not a ``processed/{message_id}`` marker: duplicates republished by a client
+carry new message ids; the content hash catches those too, and it needs no second
+document to keep consistent.
+
+Every call has a deadline (``FIRESTORE_TIMEOUT_SECONDS``, retries included) and the
+read-decide-write rounds stop after three of them, so an unreachable or contended
+Firestore fails the delivery (5xx, redelivered) before the ack deadline instead of
+hanging the push.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from shared.config import get_settings
+from shared.review_event import PubSubMessage, ReviewEvent, order_key
+
+if TYPE_CHECKING:
+    from google.cloud.firestore import Client, DocumentReference
+
+MAX_ROUNDS = 6  # read-decide-write rounds (and at most 3 call timeouts) before we let Pub/Sub retry
+
+_client: Client | None = None
+_lock = threading.Lock()
+
+
+class Outcome(StrEnum):
+    CREATED = "created"  # first label of this review
+    EDITED = "edited"  # new text for a known review: relabeled
+    DUPLICATE = "duplicate"  # same text as stored: nothing written
+    STALE = "stale"  # older than the stored label (out-of-order redelivery): nothing written
+
+
+@dataclass(frozen=True)
+class Label:
+    """What the classifier says about a text, in document form."""
+
+    sentiment: dict[str, Any]  # {label, score, scores}
+    model: dict[str, str]  # {name, version}
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    outcome: Outcome
+    rounds: int  # read-decide-write rounds (more than 1: we raced a concurrent delivery)
+    classify_ms: float
+    firestore_ms: float
+
+
+class ContentionError(Exception):
+    """The review kept changing under us; raised as a transient failure so Pub/Sub retries."""
+
+
+def get_client() -> Client:
+    """The process-wide Firestore client, created on first use (honours FIRESTORE_EMULATOR_HOST)."""
+    global _client
+    if _client is None:
+        with _lock:
+            if _client is None:
+                from google.cloud import firestore
+
+                settings = get_settings()
+                _client = firestore.Client(project=settings.project_id, database=settings.firestore_database)
+    return _client
+
+
+def reset_client() -> None:
+    """Forget the client (tests that change the environment)."""
+    global _client
+    with _lock:
+        _client = None
+
+
+def _call_options() -> dict[str, Any]:
+    from google.api_core.retry import Retry, if_transient_error
+
+    timeout = get_settings().firestore_timeout_seconds
+    return {"retry": Retry(predicate=if_transient_error, initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout),
+            "timeout": timeout}
+
+
+def _review_ref(review_id: str) -> DocumentReference:
+    return get_client().collection(get_settings().reviews_collection).document(review_id)
+
+
+def get_review(review_id: str) -> dict[str, Any] | None:
+    snapshot = _review_ref(review_id).get(**_call_options())
+    return snapshot.to_dict() if snapshot.exists else None
+
+
+def _new_document(event: ReviewEvent, label: Label) -> dict[str, Any]:
+    from google.cloud.firestore import SERVER_TIMESTAMP
+
+    return {**event.review_fields(), "sentiment": label.sentiment, "model": label.model, "status": "labeled",
+            "classified_at": SERVER_TIMESTAMP, "edited": False, "edit_count": 0}
+
+
+def _edit_fields(event: ReviewEvent, label: Label, stored: dict[str, Any]) -> dict[str, Any]:
+    from google.cloud.firestore import SERVER_TIMESTAMP
+
+    count = stored.get("edit_count")
+    return {**_new_document(event, label), "edited": True,
+            "edit_count": (count if isinstance(count, int) else 0) + 1,
+            "edited_at": SERVER_TIMESTAMP, "previous_sentiment": stored.get("sentiment")}
+
+
+def _is_newer(event: ReviewEvent, stored: dict[str, Any]) -> bool:
+    publish_time, message_id = stored.get("publish_time"), stored.get("message_id")
+    if not isinstance(publish_time, str) or not isinstance(message_id, str):
+        return True  # a document without provenance cannot be newer than a real delivery
+    return event.order_key > order_key(publish_time, message_id)
+
+
+def save_review(event: ReviewEvent, classify: Callable[[str], Label]) -> SaveResult:
+    """Label and store a review once; see the module docstring for the protocol.
+
+    ``classify`` runs at most once, and only when a write is about to be attempted.
+    Raises google.api_core exceptions on Firestore failures (InvalidArgument: the
+    document is unstorable; the rest are transient) and ``ContentionError``.
+    """
+    from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+
+    ref = _review_ref(event.review_id)
+    options = _call_options()
+    label: Label | None = None
+    classify_ms = firestore_ms = 0.0
+
+    def labelled() -> Label:
+        nonlocal label, classify_ms
+        if label is None:
+            started = time.perf_counter()
+            label = classify(event.text)
+            classify_ms = (time.perf_counter() - started) * 1000
+        return label
+
+    def result(outcome: Outcome, rounds: int) -> SaveResult:
+        return SaveResult(outcome, rounds, round(classify_ms, 2), round(firestore_ms, 2))
+
+    budget_ends = time.monotonic() + 3 * get_settings().firestore_timeout_seconds  # stay well inside the ack deadline
+    for rounds in range(1, MAX_ROUNDS + 1):
+        if rounds > 1 and time.monotonic() > budget_ends:
+            break
+        started = time.perf_counter()
+        snapshot = ref.get(**options)
+        firestore_ms += (time.perf_counter() - started) * 1000
+        if not snapshot.exists:
+            document = _new_document(event, labelled())
+            started = time.perf_counter()
+            try:
+                ref.create(document, **options)
+            except AlreadyExists:
+                continue  # a concurrent delivery created it: decide again on what it wrote
+            finally:
+                firestore_ms += (time.perf_counter() - started) * 1000
+            return result(Outcome.CREATED, rounds)
+        stored = snapshot.to_dict() or {}
+        if stored.get("text_sha256") == event.text_sha256:
+            return result(Outcome.DUPLICATE, rounds)
+        if not _is_newer(event, stored):
+            return result(Outcome.STALE, rounds)
+        fields = _edit_fields(event, labelled(), stored)
+        started = time.perf_counter()
+        try:
+            ref.update(fields, option=get_client().write_option(last_update_time=snapshot.update_time), **options)
+        except (FailedPrecondition, NotFound):
+            continue  # someone wrote (or deleted) since our read: decide again
+        finally:
+            firestore_ms += (time.perf_counter() - started) * 1000
+        return result(Outcome.EDITED, rounds)
+    raise ContentionError(f"review {event.review_id} kept changing under us; retry later")
+
+
+def save_rejected(message: PubSubMessage, reason_code: str, reason: str) -> bool:
+    """Keep a poison message in ``rejected_events/{message_id}``; False if a redelivery already stored it."""
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud.firestore import SERVER_TIMESTAMP
+
+    raw, truncated = message.raw_payload()
+    document = {
+        "reason_code": reason_code,
+        "reason": reason,
+        "raw": raw,
+        "raw_truncated": truncated,
+        "attributes": dict(message.attributes),
+        "message_id": message.message_id,
+        "publish_time": message.publish_time,
+        "subscription": message.subscription,
+        "rejected_at": SERVER_TIMESTAMP,
+    }
+    ref = get_client().collection(get_settings().rejected_collection).document(message.message_id)
+    try:
+        ref.create(document, **_call_options())
+    except AlreadyExists:
+        return False
+    return True
