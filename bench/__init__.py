@@ -1,0 +1,1 @@
+"""The side-by-side benchmark of reviewsense against a ``transformers`` pipeline (not deployed; see README.md)."""
