@@ -21,14 +21,13 @@ import argparse
 import base64
 import binascii
 import json
-import os
 import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local.emulators import EmulatorError, PubSubEmulator
+from local.emulators import EmulatorError, PubSubEmulator, process_alive
 from shared.config import PROJECT_ROOT, get_settings, names
 
 DEFAULT_STATE = PROJECT_ROOT / "build" / "local" / "stack.json"
@@ -146,16 +145,6 @@ def publish(pubsub: PubSubEmulator, entries: list[Entry], topic: str | None = No
 
 # --- finding the running stack -----------------------------------------------------------------
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def load_state(path: Path = DEFAULT_STATE) -> dict[str, Any]:
     """The running stack's state file; a clear error when there is no running stack."""
     try:
@@ -166,7 +155,7 @@ def load_state(path: Path = DEFAULT_STATE) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise PublishError(f"cannot read the stack state {path} ({exc}); restart the stack with `make run`") from None
     pid = state.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not process_alive(pid):
         raise PublishError(f"no local stack is running ({path} was left by process {pid}, which has exited): "
                            "start one with `make run`")
     if state.get("phase") == "starting":

@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -63,6 +62,8 @@ from local.emulators import (
     ManagedProcess,
     PubSubEmulator,
     free_port,
+    port_is_free,
+    process_alive,
     sdk_root,
 )
 from local.firestore_triggers import register_written_trigger
@@ -111,30 +112,9 @@ def preflight(http_port: int) -> None:
         if not (root / "platform" / component).is_dir():
             raise StartupError(f"the {component} component is missing from {root}: run `gcloud components install "
                                f"{component}` (or `sudo apt-get install {package}`)")
-    if not can_listen(http_port):
+    if not port_is_free(http_port):
         raise StartupError(f"port {http_port} (the HTTP function) is busy: stop what listens there, or pick another "
                            f"port with --http-port N (make run PORT=N)")
-
-
-def can_listen(port: int) -> bool:
-    """Whether a server could listen on the port now; like servers, ignore connections left in TIME_WAIT."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _cmdline(pid: int) -> str:
@@ -151,13 +131,13 @@ def check_previous_run(state_path: Path, console: Console) -> None:
     except (OSError, ValueError):
         return
     pid = state.get("pid")
-    if isinstance(pid, int) and pid != os.getpid() and _alive(pid) and "local.stack" in _cmdline(pid):
+    if isinstance(pid, int) and pid != os.getpid() and process_alive(pid) and "local.stack" in _cmdline(pid):
         raise StartupError(f"a local stack is already running (pid {pid}, HTTP on "
                            f"{state.get('functions', {}).get('classify_http')}): use it, or stop it with Ctrl-C "
                            f"in its terminal (kill {pid}) first")
     for name, child in (state.get("processes") or {}).items():
         marker = PROCESS_MARKERS.get(name)
-        if not isinstance(child, int) or marker is None or not _alive(child) or marker not in _cmdline(child):
+        if not isinstance(child, int) or marker is None or not process_alive(child) or marker not in _cmdline(child):
             continue
         with contextlib.suppress(OSError):
             if os.getpgid(child) == child:  # still the group leader we started

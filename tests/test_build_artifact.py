@@ -17,35 +17,8 @@ transformers = pytest.importorskip("transformers")
 
 from shared.artifact import load_manifest, sha256_of  # noqa: E402
 from shared.classifier import Classifier  # noqa: E402
+from tests.tiny_bert import WORDS, make_tiny_checkpoint  # noqa: E402
 from tools import build_artifact  # noqa: E402
-
-WORDS = ["good", "bad", "great", "awful", "ok", "the", "phone", "broke", "love", "it", "service", "slow"]
-
-
-def make_tiny_checkpoint(folder: Path) -> None:
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordPiece
-    from tokenizers.normalizers import BertNormalizer
-    from tokenizers.pre_tokenizers import BertPreTokenizer
-    from tokenizers.processors import TemplateProcessing
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    vocab = {tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
-    tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = BertPreTokenizer()
-    tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-                                            special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok.enable_truncation(max_length=128)  # a baked-in setting the build must strip
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=3,  # type: ignore[call-arg]
-                        id2label={0: "negative", 1: "neutral", 2: "positive"},
-                        label2id={"negative": 0, "neutral": 1, "positive": 2})
-    BertForSequenceClassification(config).save_pretrained(folder)
-    fast.save_pretrained(folder)
 
 
 def test_build_command_end_to_end(tmp_path: Path) -> None:
