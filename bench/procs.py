@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+from local.emulators import proc_stats
 
 
 def memory_mb(pid: int | str = "self") -> dict[str, float]:
@@ -40,19 +41,7 @@ def pss_mb(pid: int) -> float | None:
 
 def children(pid: int) -> list[int]:
     """Direct children of ``pid`` (scans /proc: /proc/PID/task/PID/children is not always compiled in)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # the command name is in parentheses and may hold spaces: split after the last ')'
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
+    return sorted(child for child, _, parent, _ in proc_stats() if parent == pid)
 
 
 def tree(pid: int) -> list[int]:
@@ -62,13 +51,6 @@ def tree(pid: int) -> list[int]:
         out.append(current)
         todo.extend(children(current))
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
+from local.emulators import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the HTTP path must not import: the other functions' clients and the training stack.
@@ -35,7 +36,7 @@ class Server:
 
     def __init__(self, source: Path, target: str, env: dict[str, str], log_path: Path) -> None:
         self.source, self.target, self.env, self.log_path = source, target, env, log_path
-        self.port = procs.free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.spawned = 0.0
         self._conn: http.client.HTTPConnection | None = None

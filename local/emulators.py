@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, Self
@@ -118,27 +118,30 @@ def sdk_root() -> Path:
     return Path(out)
 
 
-def _live_group_members(pgid: int) -> list[int]:
-    """Processes of a group that still run (zombies excluded: they hold no port and no memory)."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: fall back to "the group exists"
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return []
-        return [pgid]
-    members = []
-    for entry in proc.iterdir():
+def proc_stats() -> Iterator[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process, read from /proc (Linux only)."""
+    for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
+        # the command name is in parentheses and may hold spaces: read the fields after the last ')'
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2:
+            yield int(entry.name), fields[0], int(fields[1]), int(fields[2])
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """Processes of a group that still run (zombies excluded: they hold no port and no memory)."""
+    if not Path("/proc").is_dir():  # not Linux: fall back to "the group exists"
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        return [pgid]
+    return [pid for pid, state, _, group in proc_stats() if state != "Z" and group == pgid]
 
 
 def _signal_group(proc: subprocess.Popen[bytes], pgid: int, sig: int, wait: float) -> bool:
