@@ -73,12 +73,14 @@ def metrics(gold: Sequence[int], probs: Probs) -> dict[str, Any]:
     pred = probs.argmax(1)
     polar = gold_arr != LABEL_ID["neutral"]
     polarity_pred = np.where(probs[:, 0] > probs[:, 2], 0, 2)
+    # F1 is averaged over the classes the split's gold labels use: on a two-class set a neutral answer counts as
+    # a miss of the gold class, and an absent neutral class does not drag the mean down with a zero
     classes = sorted(set(gold))
     out: dict[str, Any] = {"n": len(gold)}
     if polar.any():
         out["polarity_accuracy"] = round(float((polarity_pred[polar] == gold_arr[polar]).mean()), 4)
     out["accuracy"] = round(float((pred == gold_arr).mean()), 4)
-    out["macro_f1"] = round(macro_f1(list(gold_arr), list(pred), classes if len(classes) > 2 else [0, 1, 2]), 4)
+    out["macro_f1"] = round(macro_f1(list(gold_arr), list(pred), classes), 4)
     return out
 
 
