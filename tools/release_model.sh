@@ -3,15 +3,14 @@
 # train (the broad mix from the base encoder) ->
 # build (export, optimize, quantize, parity) -> choose long-text strategy and biases on dev splits ->
 # rebuild with them (self-check recorded) -> evaluate on held-out splits -> attach figures to the manifest.
-# Ablations, at a quarter of the data to fit a 2-core budget: the same reduced recipe with our corpus, without it,
-# and without any movie source (leave-one-domain-out), unless SKIP_ABLATIONS=1.
+# Then the ablations (tools/ablate.sh: the recipe at a quarter of the data with our corpus, without it, and without
+# any movie source), unless SKIP_ABLATIONS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 NAME=review-sentiment-minilm
 OUT=model_artifacts/$NAME
 EVAL=build/eval
-MOVIES=imdb,pang_lee,rt_snippets,movie_snippets
 mkdir -p "$EVAL"
 
 FINAL=build/train/main/final
@@ -42,23 +41,8 @@ $PY tools/evaluate.py report --model "$OUT" --selection "$EVAL/selection.json" -
 $PY tools/evaluate.py report --model "build/artifacts/$NAME-fp32" --selection "$EVAL/selection.json" --out "$EVAL/fp32.json"
 REPORTS=("int8=$EVAL/int8.json" "fp32=$EVAL/fp32.json")
 if [ "${SKIP_ABLATIONS:-0}" != 1 ]; then
-  for run in main no_corpus no_movies; do
-    case $run in
-      main) flags=(--corpus-repeats 2) ;;
-      no_corpus) flags=(--no-corpus) ;;
-      no_movies) flags=(--corpus-repeats 2 --exclude "$MOVIES") ;;
-    esac
-    $PY tools/train.py --out "build/train/abl_$run" --scale 0.25 "${flags[@]}"
-    # ablations are compared in fp32 (the export before quantization): they never ship, so their int8 parity
-    # gate may fail without stopping the release
-    $PY tools/build_artifact.py --checkpoint "build/train/abl_$run/final" --out "build/artifacts/abl_$run" \
-      --fp32-out "build/artifacts/abl_$run-fp32" --strategy "$STRATEGY" --head "$HEAD" --stride "$STRIDE" \
-      --aggregate "$AGG" --class-bias="$BIAS" --parity-texts data/reviews/splits/eval.jsonl \
-      || echo "ablation $run: int8 parity gate failed; its figures come from fp32"
-    $PY tools/evaluate.py report --model "build/artifacts/abl_$run-fp32" --selection "$EVAL/selection.json" \
-      --out "$EVAL/abl_$run.json"
-    REPORTS+=("ablation_$run=$EVAL/abl_$run.json")
-  done
+  PY=$PY SELECTION="$EVAL/selection.json" bash tools/ablate.sh
+  for run in main no_corpus no_movies; do REPORTS+=("ablation_$run=$EVAL/abl_$run.json"); done
 fi
 $PY tools/evaluate.py attach --model "$OUT" --selection "$EVAL/selection.json" --reports "${REPORTS[@]}"
 $PY tools/model_card.py "$OUT/manifest.json" > "$EVAL/tables.md"
