@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 LABELS = ["negative", "neutral", "positive"]
 LABEL_ID = {name: i for i, name in enumerate(LABELS)}
 
@@ -149,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ckpt-every", type=int, default=100)
+    parser.add_argument("--qat", action="store_true",
+                        help="train through simulated int8 (tools/qat.py) so the int8 artifact keeps fp32's labels")
     args = parser.parse_args(argv)
 
     import torch
@@ -182,6 +186,10 @@ def main(argv: list[str] | None = None) -> None:
 
     model = AutoModelForSequenceClassification.from_pretrained(
         args.init or base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL_ID)
+    if args.qat:
+        from tools.qat import simulate_dynamic_int8
+
+        print(f"quantization-aware: {simulate_dynamic_int8(model)} Linear layers see simulated int8", flush=True)
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
