@@ -21,7 +21,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 torch = pytest.importorskip("torch")
 
 from tests.tiny_bert import make_tiny_checkpoint  # noqa: E402
-from tools.qat import fake_quant_activation, simulate_dynamic_int8  # noqa: E402
+from tools.qat import consistency_loss, fake_quant_activation, float_path, simulate_dynamic_int8  # noqa: E402
 
 
 def linear_onnx(path: Path, weight: np.ndarray, bias: np.ndarray) -> None:
@@ -88,3 +88,28 @@ def test_patch_keeps_the_checkpoint_format_and_trains(tmp_path: Path) -> None:
     loss.backward()
     grad = model.base_model.encoder.layer[0].intermediate.dense.weight.grad
     assert grad is not None and float(grad.abs().sum()) > 0
+
+
+def test_float_path_turns_the_simulation_off_and_back_on() -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 8)
+    model = SimpleNamespace(base_model=SimpleNamespace(encoder=torch.nn.Sequential(layer)))
+    x = torch.randn(5, 16)
+    with torch.no_grad():
+        exact = torch.nn.functional.linear(x, layer.weight, layer.bias)
+        simulate_dynamic_int8(model)
+        simulated = layer(x)
+        with float_path(model):
+            plain = layer(x)
+        again = layer(x)
+    assert torch.equal(plain, exact)
+    assert not torch.equal(simulated, exact)
+    assert torch.equal(again, simulated)
+
+
+def test_consistency_loss_is_zero_only_when_predictions_agree() -> None:
+    a = torch.tensor([[2.0, 0.1, -1.0], [0.0, 0.0, 3.0]])
+    assert float(consistency_loss(a, a.clone())) == pytest.approx(0.0, abs=1e-7)
+    b = a + torch.tensor([[0.0, 1.5, 0.0], [0.5, 0.0, 0.0]])
+    assert float(consistency_loss(a, b)) > 0.01
+    assert float(consistency_loss(a, b)) == pytest.approx(float(consistency_loss(b, a)), rel=1e-5)

@@ -7,6 +7,10 @@ them: about 2% of held-out labels on this architecture, which breaks the build's
 through the same rounding (straight-through gradients) teaches margins that survive it, so the int8 artifact
 and its fp32 export agree.
 
+Rounding alone teaches the int8 model to be accurate, not to agree with its own fp32 export (what the gate
+measures); ``--qat-consistency`` adds a loss on their disagreement: each batch runs the float path and the
+simulated-int8 path, both learn the labels, and a symmetric KL pulls their predictions together.
+
 Only the encoder's Linear layers are simulated: they are the MatMuls ``quantize_dynamic`` converts (the
 pooler and classifier stay float in the exported graph). The patch changes ``forward`` only, so the state dict,
 ``save_pretrained`` and the ONNX export are exactly those of an ordinary checkpoint.
@@ -15,6 +19,8 @@ pooler and classifier stay float in the exported graph). The patch changes ``for
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -42,7 +48,31 @@ def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _quantized_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    if not getattr(self, "simulate_int8", True):
+        return nn.functional.linear(x, self.weight, self.bias)
     return nn.functional.linear(fake_quant_activation(x), fake_quant_weight(self.weight), self.bias)
+
+
+@contextmanager
+def float_path(model: Any) -> Iterator[None]:
+    """Run the patched model in plain float for a while (the fp32 side of a consistency loss)."""
+    patched = [m for m in model.base_model.encoder.modules() if isinstance(m, nn.Linear)]
+    for module in patched:
+        setattr(module, "simulate_int8", False)  # noqa: B010 (nn.Module types its attributes as tensors)
+    try:
+        yield
+    finally:
+        for module in patched:
+            setattr(module, "simulate_int8", True)  # noqa: B010
+
+
+def consistency_loss(float_logits: torch.Tensor, int8_logits: torch.Tensor) -> torch.Tensor:
+    """Symmetric KL between the float and simulated-int8 predictions: the build's parity gate, made a loss."""
+    p_log = nn.functional.log_softmax(float_logits, dim=-1)
+    q_log = nn.functional.log_softmax(int8_logits, dim=-1)
+    kl_pq = nn.functional.kl_div(q_log, p_log, log_target=True, reduction="batchmean")
+    kl_qp = nn.functional.kl_div(p_log, q_log, log_target=True, reduction="batchmean")
+    return 0.5 * (kl_pq + kl_qp)
 
 
 def simulate_dynamic_int8(model: Any) -> int:

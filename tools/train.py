@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ckpt-every", type=int, default=100)
     parser.add_argument("--qat", action="store_true",
                         help="train through simulated int8 (tools/qat.py) so the int8 artifact keeps fp32's labels")
+    parser.add_argument("--qat-consistency", type=float, default=0.0,
+                        help="with --qat: weight of the float/int8 agreement loss (each step runs both paths)")
     args = parser.parse_args(argv)
 
     import torch
@@ -239,7 +241,15 @@ def main(argv: list[str] | None = None) -> None:
             ids[row, :len(inputs[i])] = torch.tensor(inputs[i])
             mask[row, :len(inputs[i])] = 1
         target = torch.tensor([labels[i] for i in batch])
-        loss = model(input_ids=ids, attention_mask=mask, labels=target).loss
+        out = model(input_ids=ids, attention_mask=mask, labels=target)
+        loss = out.loss
+        if args.qat and args.qat_consistency > 0:
+            from tools.qat import consistency_loss, float_path
+
+            with float_path(model):
+                float_out = model(input_ids=ids, attention_mask=mask, labels=target)
+            loss = (0.5 * (loss + float_out.loss)
+                    + args.qat_consistency * consistency_loss(float_out.logits, out.logits))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
