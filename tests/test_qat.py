@@ -9,7 +9,6 @@ onnxruntime.
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -51,10 +50,10 @@ def test_simulated_linear_equals_onnxruntime_dynamic_int8(tmp_path: Path) -> Non
     served = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     exact = x @ layer.weight.detach().numpy().T + layer.bias.detach().numpy()
 
-    model = SimpleNamespace(base_model=SimpleNamespace(encoder=torch.nn.Sequential(layer)))
+    model = torch.nn.Sequential(layer)
     assert simulate_dynamic_int8(model) == 1
     with torch.no_grad():
-        simulated = model.base_model.encoder(torch.from_numpy(x)).numpy()
+        simulated = model(torch.from_numpy(x)).numpy()
 
     quant_error = np.abs(served - exact).max()
     assert quant_error > 1e-3  # int8 really perturbs the output...
@@ -81,7 +80,8 @@ def test_patch_keeps_the_checkpoint_format_and_trains(tmp_path: Path) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt")
     keys = set(model.state_dict())
     layers = model.config.num_hidden_layers
-    assert simulate_dynamic_int8(model) == 6 * layers  # q, k, v, attention output, intermediate, output
+    # per layer q, k, v, attention output, intermediate, output; then pooler, head and three embedding tables
+    assert simulate_dynamic_int8(model) == 6 * layers + 2 + 3
     assert set(model.state_dict()) == keys
     ids = torch.randint(5, model.config.vocab_size, (4, 12))
     loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1, 2, 0])).loss
@@ -93,7 +93,7 @@ def test_patch_keeps_the_checkpoint_format_and_trains(tmp_path: Path) -> None:
 def test_float_path_turns_the_simulation_off_and_back_on() -> None:
     torch.manual_seed(0)
     layer = torch.nn.Linear(16, 8)
-    model = SimpleNamespace(base_model=SimpleNamespace(encoder=torch.nn.Sequential(layer)))
+    model = torch.nn.Sequential(layer)
     x = torch.randn(5, 16)
     with torch.no_grad():
         exact = torch.nn.functional.linear(x, layer.weight, layer.bias)
@@ -113,3 +113,29 @@ def test_consistency_loss_is_zero_only_when_predictions_agree() -> None:
     b = a + torch.tensor([[0.0, 1.5, 0.0], [0.5, 0.0, 0.0]])
     assert float(consistency_loss(a, b)) > 0.01
     assert float(consistency_loss(a, b)) == pytest.approx(float(consistency_loss(b, a)), rel=1e-5)
+
+
+def test_simulated_model_tracks_the_int8_artifact(tmp_path: Path) -> None:
+    """The whole classifier: the simulation lands far closer to the real int8 graph than fp32 does."""
+    from transformers import AutoModelForSequenceClassification
+
+    from tools.build_artifact import export_onnx, optimize, quantize
+
+    make_tiny_checkpoint(tmp_path / "ckpt")
+    config = export_onnx(tmp_path / "ckpt", tmp_path / "raw.onnx")
+    optimize(tmp_path / "raw.onnx", tmp_path / "fp32.onnx", config)
+    quantize(tmp_path / "fp32.onnx", tmp_path / "int8.onnx")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt").eval()
+    ids = torch.randint(5, model.config.vocab_size, (16, 24))
+    feed = {"input_ids": ids.numpy(), "attention_mask": np.ones_like(ids.numpy()),
+            "token_type_ids": np.zeros_like(ids.numpy())}
+
+    def served(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, feed)[0])
+
+    int8, fp32 = served(tmp_path / "int8.onnx"), served(tmp_path / "fp32.onnx")
+    simulate_dynamic_int8(model)
+    with torch.no_grad():
+        simulated = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
+    assert np.abs(simulated - int8).mean() < np.abs(fp32 - int8).mean() / 3

@@ -11,8 +11,9 @@ Rounding alone teaches the int8 model to be accurate, not to agree with its own 
 measures); ``--qat-consistency`` adds a loss on their disagreement: each batch runs the float path and the
 simulated-int8 path, both learn the labels, and a symmetric KL pulls their predictions together.
 
-Only the encoder's Linear layers are simulated: they are the MatMuls ``quantize_dynamic`` converts (the
-pooler and classifier stay float in the exported graph). The patch changes ``forward`` only, so the state dict,
+Every module ``quantize_dynamic`` converts is simulated: the Linear layers of the encoder, the pooler and the
+classification head (MatMulInteger after the graph optimizer), and the word, position and token-type tables
+(uint8 Gather with one range per table). The patch changes ``forward`` only, so the state dict,
 ``save_pretrained`` and the ONNX export are exactly those of an ordinary checkpoint.
 """
 
@@ -56,7 +57,7 @@ def _quantized_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 @contextmanager
 def float_path(model: Any) -> Iterator[None]:
     """Run the patched model in plain float for a while (the fp32 side of a consistency loss)."""
-    patched = [m for m in model.base_model.encoder.modules() if isinstance(m, nn.Linear)]
+    patched = simulated_modules(model)
     for module in patched:
         setattr(module, "simulate_int8", False)  # noqa: B010 (nn.Module types its attributes as tensors)
     try:
@@ -75,14 +76,29 @@ def consistency_loss(float_logits: torch.Tensor, int8_logits: torch.Tensor) -> t
     return 0.5 * (kl_pq + kl_qp)
 
 
+def fake_quant_table(weight: torch.Tensor) -> torch.Tensor:
+    """An embedding table as GatherQuant stores it: uint8, asymmetric, one range for the whole table."""
+    return fake_quant_activation(weight)
+
+
+def _quantized_embedding(self: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    table = fake_quant_table(self.weight) if getattr(self, "simulate_int8", True) else self.weight
+    return nn.functional.embedding(ids, table, self.padding_idx)
+
+
+def simulated_modules(model: Any) -> list[nn.Module]:
+    """What ``quantize_dynamic`` converts in a BERT classifier: every Linear with a constant weight (encoder,
+    pooler, classification head) and the embedding tables it gathers from."""
+    found: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Embedding)]
+    if not any(isinstance(m, nn.Linear) for m in found):
+        raise ValueError("no Linear layer found: nothing to simulate")
+    return found
+
+
 def simulate_dynamic_int8(model: Any) -> int:
-    """Patch every Linear of the encoder; returns how many were patched (36 for a 6-layer BERT)."""
-    encoder = model.base_model.encoder
-    count = 0
-    for module in encoder.modules():
-        if isinstance(module, nn.Linear):
-            module.forward = types.MethodType(_quantized_forward, module)  # type: ignore[method-assign]
-            count += 1
-    if count == 0:
-        raise ValueError("no Linear layer found in the encoder: nothing to simulate")
-    return count
+    """Patch every quantized module; returns how many (6 per layer, pooler, head and 3 embeddings for BERT)."""
+    modules = simulated_modules(model)
+    for module in modules:
+        forward = _quantized_forward if isinstance(module, nn.Linear) else _quantized_embedding
+        module.forward = types.MethodType(forward, module)  # type: ignore[method-assign]
+    return len(modules)
