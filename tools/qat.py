@@ -2,14 +2,16 @@
 
 Why: the shipped graph is quantized after training with ``quantize_dynamic`` (per-channel symmetric int8
 weights, activations quantized per tensor to uint8 with a range taken from each call's own values). A model
-trained without seeing that noise keeps many reviews a hair away from a class boundary, and int8 then flips
-them: about 2% of held-out labels on this architecture, which breaks the build's 99% parity gate. Training
-through the same rounding (straight-through gradients) teaches margins that survive it, so the int8 artifact
-and its fp32 export agree.
+trained without seeing that noise keeps some reviews a hair away from a class boundary, and int8 flips them:
+about 2% of held-out labels on this architecture, at the edge of the build's 99% parity gate. Training through
+the same rounding (straight-through gradients) is the standard remedy for int8 accuracy; ``--qat-consistency``
+aims at the gate itself: each batch runs the float path and the simulated-int8 path, both learn the labels, and a
+symmetric KL pulls their predictions together.
 
-Rounding alone teaches the int8 model to be accurate, not to agree with its own fp32 export (what the gate
-measures); ``--qat-consistency`` adds a loss on their disagreement: each batch runs the float path and the
-simulated-int8 path, both learn the labels, and a symmetric KL pulls their predictions together.
+Measured on review-sentiment-minilm (parity on the build's 1,020 held-out texts, one CPU): the shipped 1.0.0
+98.24%; a second stage with rounding only 97.25%; 217 steps of consistency fine-tuning 98.14% (weight 1, encoder
+only) and 97.94% (weight 2, every module), mean probability gap 0.0138 -> 0.0124. None reached the gate at that
+budget, so none shipped; the tool is kept, tested against onnxruntime, for a longer run.
 
 Every module ``quantize_dynamic`` converts is simulated: the Linear layers of the encoder, the pooler and the
 classification head (MatMulInteger after the graph optimizer), and the word, position and token-type tables
