@@ -63,7 +63,7 @@ bench-smoke: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python tools/prepare_data.py
 
-## ablations: the training recipe at a quarter of the data with our corpus, without it, without movies (~45 min)
+## ablations: the training recipe at a quarter of the data with our corpus, without it, without movies (~25 min)
 ablations: data
 	PY=$(BIN)/python bash tools/ablate.sh
 
