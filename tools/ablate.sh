@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ablations of the training recipe, at a quarter of the data to fit a 2-core budget (about 10 minutes each):
+# Ablations of the training recipe, at a quarter of the data to fit a 2-core budget (5-10 minutes each):
 #   main       the reduced recipe with our customer-review corpus (the reference for the two others)
 #   no_corpus  the same without our corpus: what the corpus adds
 #   no_movies  the same without any movie source (leave-one-domain-out): tested on the movie splits it never saw

@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--qat-consistency", type=float, default=0.0,
                         help="with --qat: weight of the float/int8 agreement loss (each step runs both paths)")
     args = parser.parse_args(argv)
+    if args.qat_consistency and not args.qat:
+        parser.error("--qat-consistency needs --qat")
 
     import torch
     from tqdm import tqdm
@@ -189,9 +191,9 @@ def main(argv: list[str] | None = None) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(
         args.init or base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL_ID)
     if args.qat:
-        from tools.qat import simulate_dynamic_int8
+        from tools.qat import consistency_loss, float_path, simulate_dynamic_int8
 
-        print(f"quantization-aware: {simulate_dynamic_int8(model)} Linear layers see simulated int8", flush=True)
+        print(f"quantization-aware: {simulate_dynamic_int8(model)} modules see simulated int8", flush=True)
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
@@ -244,8 +246,6 @@ def main(argv: list[str] | None = None) -> None:
         out = model(input_ids=ids, attention_mask=mask, labels=target)
         loss = out.loss
         if args.qat and args.qat_consistency > 0:
-            from tools.qat import consistency_loss, float_path
-
             with float_path(model):
                 float_out = model(input_ids=ids, attention_mask=mask, labels=target)
             loss = (0.5 * (loss + float_out.loss)
