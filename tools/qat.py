@@ -78,13 +78,9 @@ def consistency_loss(float_logits: torch.Tensor, int8_logits: torch.Tensor) -> t
     return 0.5 * (kl_pq + kl_qp)
 
 
-def fake_quant_table(weight: torch.Tensor) -> torch.Tensor:
-    """An embedding table as GatherQuant stores it: uint8, asymmetric, one range for the whole table."""
-    return fake_quant_activation(weight)
-
-
 def _quantized_embedding(self: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
-    table = fake_quant_table(self.weight) if getattr(self, "simulate_int8", True) else self.weight
+    # GatherQuant stores a table as uint8 with one asymmetric range for all of it: the activation rounding
+    table = fake_quant_activation(self.weight) if getattr(self, "simulate_int8", True) else self.weight
     return nn.functional.embedding(ids, table, self.padding_idx)
 
 
