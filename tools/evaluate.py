@@ -15,7 +15,7 @@ corpus's dev split.
 ``attach`` records the reports in the artifact's manifest (``evaluation``).
 
 ``report`` computes, with the selected settings, polarity accuracy (negative
-vs positive, gold neutral excluded), 3-class macro-F1 and accuracy on every
+vs positive, gold neutral excluded), macro-F1 (over the classes each split uses) and accuracy on every
 held-out test split and on our 200-review evaluation split (overall, per
 domain and per hard shape), beside the majority class and the VADER lexicon.
 
@@ -68,7 +68,7 @@ def macro_f1(gold: Sequence[int], pred: Sequence[int], classes: Sequence[int]) -
 
 
 def metrics(gold: Sequence[int], probs: Probs) -> dict[str, Any]:
-    """Polarity accuracy (neutral gold excluded, neg vs pos probability), 3-class accuracy and macro-F1."""
+    """Polarity accuracy (neutral gold excluded, neg vs pos), accuracy and macro-F1 over the gold classes."""
     gold_arr = np.asarray(gold)
     pred = probs.argmax(1)
     polar = gold_arr != LABEL_ID["neutral"]
