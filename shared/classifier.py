@@ -20,7 +20,6 @@ Why this shape:
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +31,7 @@ import numpy.typing as npt
 
 from shared.artifact import LongTextPolicy, Manifest, load_manifest
 from shared.errors import ArtifactError, ProviderUnavailableError, SelfCheckError
+from shared.process_wide import ProcessWide
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # Windows run together in one session call, at most this many, and at most this many padded tokens:
@@ -237,32 +237,27 @@ class Classifier:
         return results
 
 
-_lock = threading.Lock()
-_instance: Classifier | None = None
+def _load_configured() -> Classifier:
+    from shared.config import get_settings
+
+    settings = get_settings()
+    return Classifier.load(settings.model_dir, threads=settings.intra_op_threads,
+                           provider=settings.execution_provider, max_chars=settings.max_review_chars)
+
+
+_instance: ProcessWide[Classifier] = ProcessWide(_load_configured)
 
 
 def get_classifier() -> Classifier:
     """The process-wide classifier, loaded on first use (thread-safe, once)."""
-    global _instance
-    if _instance is None:
-        with _lock:
-            if _instance is None:
-                from shared.config import get_settings
-
-                settings = get_settings()
-                _instance = Classifier.load(
-                    settings.model_dir, threads=settings.intra_op_threads,
-                    provider=settings.execution_provider, max_chars=settings.max_review_chars)
-    return _instance
+    return _instance.get()
 
 
 def is_loaded() -> bool:
     """Whether this process already paid the load (the next answer is warm)."""
-    return _instance is not None
+    return _instance.loaded
 
 
 def reset_for_tests() -> None:
     """Forget the loaded classifier so a test can exercise first-load behaviour again."""
-    global _instance
-    with _lock:
-        _instance = None
+    _instance.reset()

@@ -17,13 +17,13 @@ token): it never appears in errors or logs, only its host does.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from shared.config import Settings
 from shared.errors import ReviewsenseError
+from shared.process_wide import ProcessWide
 
 # Discord rejects "content" over 2000 characters; stay clear of it.
 MAX_MESSAGE_CHARS = 1900
@@ -49,26 +49,20 @@ class WebhookError(NotificationError):
         self.status_code = status_code
 
 
-_lock = threading.Lock()
-_publisher: Any = None
+def _new_publisher() -> Any:
+    from google.cloud.pubsub_v1 import PublisherClient
+
+    return PublisherClient()
 
 
-def _get_publisher() -> Any:
-    global _publisher
-    if _publisher is None:
-        with _lock:
-            if _publisher is None:
-                from google.cloud.pubsub_v1 import PublisherClient
-
-                _publisher = PublisherClient()
-    return _publisher
+_publisher: ProcessWide[Any] = ProcessWide(_new_publisher)
 
 
 def publish(settings: Settings, payload: Mapping[str, Any], attributes: Mapping[str, str]) -> str:
     """Publish one JSON message to the follow-up topic and wait for its message id."""
     from google.api_core import exceptions as api_exceptions
 
-    publisher = _get_publisher()
+    publisher = _publisher.get()
     topic = publisher.topic_path(settings.project_id, settings.followup_topic)
     data = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
     try:

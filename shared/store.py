@@ -29,7 +29,6 @@ hanging the push.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from shared.config import get_settings
+from shared.process_wide import ProcessWide
 from shared.review_event import PubSubMessage, ReviewEvent, order_key
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
 MAX_ROUNDS = 6  # read-decide-write rounds (and at most 3 call timeouts) before we let Pub/Sub retry
 
-_client: Client | None = None
-_lock = threading.Lock()
 
 
 class Outcome(StrEnum):
@@ -75,24 +73,24 @@ class ContentionError(Exception):
     """The review kept changing under us; raised as a transient failure so Pub/Sub retries."""
 
 
+def _new_client() -> Client:
+    from google.cloud import firestore
+
+    settings = get_settings()
+    return firestore.Client(project=settings.project_id, database=settings.firestore_database)
+
+
+_client: ProcessWide[Client] = ProcessWide(_new_client)
+
+
 def get_client() -> Client:
     """The process-wide Firestore client, created on first use (honours FIRESTORE_EMULATOR_HOST)."""
-    global _client
-    if _client is None:
-        with _lock:
-            if _client is None:
-                from google.cloud import firestore
-
-                settings = get_settings()
-                _client = firestore.Client(project=settings.project_id, database=settings.firestore_database)
-    return _client
+    return _client.get()
 
 
 def reset_client() -> None:
     """Forget the client (tests that change the environment)."""
-    global _client
-    with _lock:
-        _client = None
+    _client.reset()
 
 
 def _call_options() -> dict[str, Any]:
