@@ -9,12 +9,19 @@ Why this shape:
   reviews and pads short ones). Texts are read whole: the manifest's long-text
   policy (measured at build time) splits a long review into windows and
   aggregates their probabilities, so a verdict at the end counts.
-- All windows of a call are sorted by length and run in bounded sub-batches
-  padded to their longest member: little padding waste, and a bounded input
-  shape keeps ONNX Runtime's memory bounded.
+- Every window runs in its own session call, unpadded: dynamic int8
+  quantization picks one activation scale per input tensor, so a window
+  batched with others (and their padding) would get a different answer than
+  alone. One window per call makes a review's probabilities a function of its
+  text and the artifact only, whatever else arrives in the same request or
+  bundle; batching bought little on CPU (100 vs 107 reviews/s), and the
+  largest input is one window, which also bounds ONNX Runtime's memory arena.
 - At load the manifest is verified and a self-check compares this CPU's
-  answers on fixed texts with the build's: int8 kernels differ between CPUs,
-  and a drifted model must refuse to serve rather than mislabel.
+  answers on fixed texts with those the build measured on the same kernel
+  family (``shared/cpu.py``), within a tolerance derived from the spread
+  between families: a healthy model on another instruction set serves, a
+  changed one refuses rather than mislabel. Every cold start logs the family
+  and the largest drift.
 """
 
 from __future__ import annotations
@@ -29,17 +36,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shared.artifact import LongTextPolicy, Manifest, load_manifest
+from shared import logs
+from shared.artifact import FOLDED_WEIGHT_SCHEMES, LongTextPolicy, Manifest, load_manifest
+from shared.cpu import kernel_family
 from shared.errors import ArtifactError, ProviderUnavailableError, SelfCheckError
 from shared.process_wide import ProcessWide
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-# Windows run together in one session call, at most this many, and at most this many padded tokens:
-# ONNX Runtime's memory arena grows to the largest input shape it has seen, so the token budget bounds
-# the process's memory. Measured on 32 long reviews: 32 windows of 256 per call peaked at 982 MB RSS,
-# 8 at 311 MB, 4 (1,024 tokens) at 209 MB, at about the same speed (3.3 s / 2.9 s / 3.4 s).
-DEFAULT_WINDOWS_PER_CALL = 32
-DEFAULT_TOKENS_PER_CALL = 1024
+
+
+@dataclass(frozen=True)
+class SelfCheckResult:
+    kernel_family: str
+    family_measured: bool  # whether the build recorded expectations for this family
+    largest_drift: float
+    tolerance: float
 
 
 @dataclass(frozen=True)
@@ -76,17 +87,14 @@ def split_windows(ids: list[int], policy: LongTextPolicy) -> list[list[int]]:
 class Classifier:
     """A loaded, verified model. Build with ``Classifier.load``; share via ``get_classifier``."""
 
-    def __init__(self, manifest: Manifest, session: Any, tokenizer: Any, max_chars: int,
-                 windows_per_call: int = DEFAULT_WINDOWS_PER_CALL) -> None:
+    def __init__(self, manifest: Manifest, session: Any, tokenizer: Any, max_chars: int) -> None:
         self.manifest = manifest
         self.labels = manifest.labels
         self._session = session
         self._tokenizer = tokenizer
         self._max_chars = max_chars
-        self._windows_per_call = windows_per_call
         self._cls = self._special_id("[CLS]")
         self._sep = self._special_id("[SEP]")
-        self._pad = self._special_id("[PAD]")
         self._input_names = {i.name for i in session.get_inputs()}
         self._bias = np.exp(np.asarray(manifest.class_bias, dtype=np.float32))
         self.load_seconds = 0.0
@@ -98,7 +106,7 @@ class Classifier:
     @classmethod
     def load(cls, model_dir: Path, *, threads: int | None = None, provider: str = "cpu",
              max_chars: int = 5000, policy: LongTextPolicy | None = None, class_bias: list[float] | None = None,
-             windows_per_call: int = DEFAULT_WINDOWS_PER_CALL, self_check: bool = True) -> Classifier:
+             self_check: bool = True) -> Classifier:
         """Verify the artifact, open the session, run the self-check. Raises typed errors."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -122,6 +130,10 @@ class Classifier:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        if manifest.quantization in FOLDED_WEIGHT_SCHEMES:
+            # fold DequantizeLinear of constant weights into fp32 constants; otherwise ONNX Runtime fuses them into
+            # MatMulNBits, whose arithmetic differs per instruction set
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             session = ort.InferenceSession(str(manifest.model_file), options, providers=[wanted])
         except Exception as exc:  # onnxruntime raises its own untyped errors
@@ -140,10 +152,20 @@ class Classifier:
         missing = {"input_ids", "attention_mask"} - {i.name for i in session.get_inputs()}
         if missing:
             raise ArtifactError(f"{manifest.model_file}: model lacks inputs {sorted(missing)}")
-        classifier = cls(manifest, session, tokenizer, max_chars, windows_per_call)
-        if self_check:
-            classifier.self_check()
+        classifier = cls(manifest, session, tokenizer, max_chars)
+        if not self_check:
+            classifier.load_seconds = time.perf_counter() - started
+            return classifier
+        try:
+            result = classifier.self_check()
+        except SelfCheckError as exc:
+            logs.error("model self-check failed", model=classifier.model_info, kernel_family=kernel_family(),
+                       error=str(exc))
+            raise
         classifier.load_seconds = time.perf_counter() - started
+        logs.info("model self-check passed", model=classifier.model_info, kernel_family=result.kernel_family,
+                  family_measured=result.family_measured, largest_drift=float(f"{result.largest_drift:.3g}"),
+                  tolerance=result.tolerance, load_seconds=round(classifier.load_seconds, 3))
         return classifier
 
     def _special_id(self, token: str) -> int:
@@ -152,20 +174,31 @@ class Classifier:
             raise ArtifactError(f"{self.manifest.tokenizer_file}: has no {token} token")
         return int(token_id)
 
-    def self_check(self) -> None:
-        """Compare answers on the manifest's fixed texts with those recorded at build time."""
-        cases = self.manifest.self_check
-        if not cases:
+    def self_check(self) -> SelfCheckResult:
+        """Compare answers on the manifest's fixed texts with those the build measured on this kernel family.
+
+        A different instruction set moves probabilities by the spread the build measured between families; a
+        corrupted, mismatched or wrongly exported model moves them by far more. The tolerance is the build's,
+        wider on a family it never measured."""
+        check = self.manifest.self_check
+        if not check.cases:
             raise ArtifactError(f"{self.manifest.path}: self_check.cases is empty; a servable artifact records "
                                 "expected probabilities at build time (tools/build_artifact.py)")
-        got = self.probabilities([c.text for c in cases])
-        for case, probs in zip(cases, got, strict=True):
-            drift = float(np.max(np.abs(probs - np.asarray(case.probabilities))))
-            if drift > self.manifest.self_check_tolerance:
-                raise SelfCheckError(
-                    f"{self.manifest.path}: self-check failed on {case.text[:40]!r}: probabilities drift by "
-                    f"{drift:.3f} (> {self.manifest.self_check_tolerance}) from the build's; this CPU's int8 kernels "
-                    "differ from the build machine's. Rebuild the artifact on this CPU type or use the fp32 model.")
+        family = kernel_family()
+        measured = family in check.families
+        tolerance = check.tolerance if measured else check.unmeasured_tolerance
+        got = self.probabilities([c.text for c in check.cases])
+        drifts = [float(np.max(np.abs(probs - np.asarray(case.expected_on(family)))))
+                  for case, probs in zip(check.cases, got, strict=True)]
+        worst = int(np.argmax(drifts))
+        result = SelfCheckResult(family, measured, drifts[worst], tolerance)
+        if drifts[worst] > tolerance:
+            raise SelfCheckError(
+                f"{self.manifest.path}: self-check failed on {check.cases[worst].text[:40]!r}: probabilities drift "
+                f"by {drifts[worst]:.2g} (> {tolerance:g}) from the build's on kernel family {family} "
+                f"({'measured' if measured else 'not measured'} at build time); the model, its tokenizer or its "
+                "export is not the one the manifest describes")
+        return result
 
     def windows(self, text: str) -> list[list[int]]:
         """The model inputs (with special tokens) one text becomes."""
@@ -194,38 +227,19 @@ class Classifier:
         return out
 
     def _run(self, pieces: list[list[int]]) -> npt.NDArray[np.float32]:
+        """Softmax per window, each window alone in its own call (see the module docstring: batch invariance)."""
         out = np.zeros((len(pieces), len(self.labels)), dtype=np.float32)
-        for chunk in self._chunks(pieces):
-            width = max(len(pieces[i]) for i in chunk)
-            ids = np.full((len(chunk), width), self._pad, dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for row, i in enumerate(chunk):
-                ids[row, :len(pieces[i])] = pieces[i]
-                mask[row, :len(pieces[i])] = 1
-            feed = {"input_ids": ids, "attention_mask": mask}
+        for row, piece in enumerate(pieces):
+            ids = np.asarray([piece], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
             if "token_type_ids" in self._input_names:
                 feed["token_type_ids"] = np.zeros_like(ids)
             logits = self._session.run([self.manifest.output], feed)[0]
-            out[chunk] = softmax(np.asarray(logits, dtype=np.float32))
+            out[row] = softmax(np.asarray(logits, dtype=np.float32))[0]
         return out
 
-    def _chunks(self, pieces: list[list[int]]) -> list[list[int]]:
-        """Indices of ``pieces`` sorted by length and cut into calls within the window and token budgets."""
-        chunks: list[list[int]] = []
-        current: list[int] = []
-        for i in sorted(range(len(pieces)), key=lambda i: len(pieces[i])):
-            # sorted ascending, so the newcomer sets the padded width of the call
-            if current and (len(current) >= self._windows_per_call
-                            or (len(current) + 1) * len(pieces[i]) > DEFAULT_TOKENS_PER_CALL):
-                chunks.append(current)
-                current = []
-            current.append(i)
-        if current:
-            chunks.append(current)
-        return chunks
-
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
-        """One prediction per text, in order; one batched pass for all of them."""
+        """One prediction per text, in order; each text's answer is independent of the others."""
         results = []
         for row in self.probabilities(texts):
             best = int(np.argmax(row))
