@@ -17,6 +17,9 @@ from typing import Any
 from shared.errors import ArtifactError
 
 STRATEGIES = ("head", "head_tail", "windows")
+# Schemes whose int8 weights sit behind DequantizeLinear nodes that ONNX Runtime must fold into fp32 constants at
+# session start (tools/quantize.py): fp32 arithmetic, so every instruction set gives the same answer.
+FOLDED_WEIGHT_SCHEMES = ("int8_weights",)
 AGGREGATES = ("mean", "token_weighted")
 
 
@@ -33,8 +36,24 @@ class LongTextPolicy:
 
 @dataclass(frozen=True)
 class SelfCheckCase:
+    """A fixed text and the probabilities the build measured for it, per kernel family it measured."""
+
     text: str
     probabilities: list[float]
+    expected: dict[str, list[float]] = field(default_factory=dict)
+
+    def expected_on(self, family: str) -> list[float]:
+        return self.expected.get(family, self.probabilities)
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """Tolerances derived at build time from the spread measured between kernel families."""
+
+    cases: list[SelfCheckCase]
+    tolerance: float  # on a family the build measured
+    unmeasured_tolerance: float  # on a family it did not (an unseen CPU): wider, still far below a broken model
+    families: list[str]
 
 
 @dataclass(frozen=True)
@@ -48,11 +67,12 @@ class Manifest:
     model_file: Path
     tokenizer_file: Path
     sha256: str
+    tokenizer_sha256: str
     long_text: LongTextPolicy
     class_bias: list[float]
-    self_check_tolerance: float
-    self_check: list[SelfCheckCase]
+    self_check: SelfCheck
     raw: dict[str, Any] = field(repr=False)
+    quantization: str = ""
 
 
 def sha256_of(path: Path) -> str:
@@ -102,6 +122,20 @@ def _policy(raw: dict[str, Any], where: Path) -> LongTextPolicy:
     return policy
 
 
+def _self_check(raw: dict[str, Any], width: int, where: Path) -> SelfCheck:
+    cases = []
+    for c in _need(raw, "cases", list, where):
+        expected = {str(k): [float(p) for p in v] for k, v in dict(c.get("expected", {})).items()}
+        case = SelfCheckCase(str(c["text"]), [float(p) for p in c["probabilities"]], expected)
+        if any(len(p) != width for p in (case.probabilities, *expected.values())):
+            raise ArtifactError(f"{where}: every self_check case needs one probability per label")
+        cases.append(case)
+    tolerance = float(raw.get("tolerance", 0.05))
+    return SelfCheck(cases=cases, tolerance=tolerance,
+                     unmeasured_tolerance=float(raw.get("unmeasured_tolerance", tolerance)),
+                     families=[str(f) for f in raw.get("families", [])])
+
+
 def load_manifest(model_dir: Path, verify_hash: bool = True) -> Manifest:
     """Parse and verify ``manifest.json`` in ``model_dir``; raise ArtifactError naming the culprit."""
     path = model_dir / "manifest.json"
@@ -119,11 +153,7 @@ def load_manifest(model_dir: Path, verify_hash: bool = True) -> Manifest:
     bias = raw.get("decision", {}).get("class_bias", [0.0] * len(labels))
     if not isinstance(bias, list) or len(bias) != len(labels):
         raise ArtifactError(f"{path}: decision.class_bias must have one number per label")
-    check = _need(raw, "self_check", dict, path)
-    cases = [SelfCheckCase(str(c["text"]), [float(p) for p in c["probabilities"]])
-             for c in _need(check, "cases", list, path)]
-    if any(len(c.probabilities) != len(labels) for c in cases):
-        raise ArtifactError(f"{path}: every self_check case needs one probability per label")
+    self_check = _self_check(_need(raw, "self_check", dict, path), len(labels), path)
     manifest = Manifest(
         path=path,
         name=_need(raw, "name", str, path),
@@ -134,19 +164,22 @@ def load_manifest(model_dir: Path, verify_hash: bool = True) -> Manifest:
         model_file=model_dir / _need(raw, "model_file", str, path),
         tokenizer_file=model_dir / _need(raw, "tokenizer_file", str, path),
         sha256=_need(raw, "sha256", str, path),
+        tokenizer_sha256=str(raw.get("tokenizer_sha256", "")),
         long_text=_policy(_need(raw, "long_text", dict, path), path),
         class_bias=[float(b) for b in bias],
-        self_check_tolerance=float(check.get("tolerance", 0.05)),
-        self_check=cases,
+        self_check=self_check,
         raw=raw,
+        quantization=str(raw.get("quantization", {}).get("scheme", "")),
     )
     for needed in (manifest.model_file, manifest.tokenizer_file):
         if not needed.is_file():
             raise ArtifactError(f"{needed}: named by {path} but missing")
     if verify_hash:
-        actual = sha256_of(manifest.model_file)
-        if actual != manifest.sha256:
-            raise ArtifactError(
-                f"{manifest.model_file}: sha256 {actual[:12]}… does not match {path} ({manifest.sha256[:12]}…); "
-                "the file was changed or truncated: rebuild or re-copy the artifact")
+        for needed, expected in ((manifest.model_file, manifest.sha256),
+                                 (manifest.tokenizer_file, manifest.tokenizer_sha256)):
+            actual = sha256_of(needed)
+            if expected and actual != expected:
+                raise ArtifactError(
+                    f"{needed}: sha256 {actual[:12]}… does not match {path} ({expected[:12]}…); "
+                    "the file was changed or truncated: rebuild or re-copy the artifact")
     return manifest

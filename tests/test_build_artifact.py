@@ -17,8 +17,9 @@ transformers = pytest.importorskip("transformers")
 
 from shared.artifact import load_manifest, sha256_of  # noqa: E402
 from shared.classifier import Classifier  # noqa: E402
+from shared.cpu import kernel_family  # noqa: E402
 from tests.tiny_bert import WORDS, make_tiny_checkpoint  # noqa: E402
-from tools import build_artifact  # noqa: E402
+from tools import build_artifact, emulate  # noqa: E402
 
 
 def test_build_command_end_to_end(tmp_path: Path) -> None:
@@ -36,12 +37,23 @@ def test_build_command_end_to_end(tmp_path: Path) -> None:
     assert manifest.labels == ["negative", "neutral", "positive"]
     assert manifest.sha256 == sha256_of(out / "model.onnx")
     assert manifest.long_text.strategy == "windows" and manifest.long_text.max_length == 32
-    assert len(manifest.self_check) == len(build_artifact.SELF_CHECK_TEXTS)
+    assert manifest.tokenizer_sha256 == sha256_of(out / "tokenizer.json")
+    assert manifest.quantization == "int8_weights"
+    check = manifest.self_check
+    assert [c.text for c in check.cases][:len(build_artifact.SELF_CHECK_TEXTS)] == build_artifact.SELF_CHECK_TEXTS
+    # expectations for every kernel family the build could run (natively, and under qemu where installed)
+    assert check.families == emulate.families()
+    assert all(set(c.expected) == set(check.families) for c in check.cases)
+    assert manifest.raw["self_check"]["built_on"] == kernel_family()
+    # int8 weights with fp32 arithmetic: families differ in the last float bits only, so the tolerance is tight
+    assert manifest.raw["self_check"]["spread"] < 1e-4
+    assert check.tolerance <= 0.002 < check.unmeasured_tolerance
     assert manifest.raw["parity"]["argmax_agreement"] >= 0.99
-    assert manifest.raw["parity"]["cpu"]  # int8 parity depends on the CPU's kernels: record which
+    assert manifest.raw["parity"]["cpu"]  # parity depends on the CPU's kernels: record which
+    assert manifest.raw["parity"]["kernel_family"] == kernel_family()
     raw_tokenizer = json.loads((out / "tokenizer.json").read_text())
     assert raw_tokenizer["truncation"] is None and raw_tokenizer["padding"] is None
-    # int8 is smaller than fp32 and the runtime serves it after its own checks
+    # int8 storage is smaller than fp32 and the runtime serves it after its own checks
     assert (out / "model.onnx").stat().st_size < (tmp_path / "fp32" / "model.onnx").stat().st_size
     classifier = Classifier.load(out)
     long_text = " ".join(["good phone"] * 100)

@@ -7,6 +7,7 @@ a fake model would not catch a tokenizer, window or manifest mismatch.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 
 from shared import classifier as model
-from shared.artifact import LongTextPolicy
+from shared.artifact import LongTextPolicy, load_manifest, sha256_of
 from shared.classifier import Classifier, split_windows
-from shared.config import DEFAULT_MODEL_DIR, get_settings
+from shared.config import DEFAULT_MODEL_DIR, PROJECT_ROOT, get_settings
+from shared.cpu import kernel_family
 from shared.errors import ArtifactError, ProviderUnavailableError, SelfCheckError
+from tools import emulate
 
 LONG_REVIEW = " ".join(
     ["The parcel arrived on a Tuesday and the box was a little dented, which I noted with the driver."] * 30
@@ -35,13 +38,11 @@ def test_results_follow_input_order_with_mixed_lengths(clf: Classifier) -> None:
     batch = clf.classify(texts)
     single = [clf.classify([t])[0] for t in texts]
     assert [p.label for p in batch] == [p.label for p in single]
-    for b, s in zip(batch, single, strict=True):
-        # dynamic int8 quantizes activations with one scale per session call, so a review's probabilities in a
-        # batch differ from its single-call ones by a few points (measured up to 0.055 here); labels must not
-        assert max(abs(b.scores[k] - s.scores[k]) for k in b.scores) < 0.1
+    for b, s in zip(batch, single, strict=True):  # a review's answer does not depend on its neighbours
+        assert b.scores == pytest.approx(s.scores, abs=1e-6)
 
 
-def test_batch_larger_than_one_session_call(clf: Classifier) -> None:
+def test_many_reviews_in_one_call(clf: Classifier) -> None:
     texts = [f"Review number {i}: {'great value' if i % 2 else 'awful quality'}" for i in range(75)]
     probs = clf.probabilities(texts)
     assert probs.shape == (75, 3)
@@ -157,7 +158,8 @@ def test_malformed_manifest_fails_loudly(tmp_path: Path) -> None:
 def test_labels_must_match_output_width(tmp_path: Path) -> None:
     folder = copy_artifact(tmp_path)
     manifest = json.loads((folder / "manifest.json").read_text())
-    cases = [{**c, "probabilities": c["probabilities"] + [0.0]} for c in manifest["self_check"]["cases"]]
+    cases = [{"text": c["text"], "probabilities": c["probabilities"] + [0.0]}
+             for c in manifest["self_check"]["cases"]]
     edit_manifest(folder, labels=["negative", "neutral", "positive", "mixed"],
                   decision={"class_bias": [0, 0, 0, 0]}, self_check={"tolerance": 0.05, "cases": cases})
     with pytest.raises(ArtifactError, match="outputs 3 classes"):
@@ -168,10 +170,97 @@ def test_self_check_drift_refuses_to_serve(tmp_path: Path) -> None:
     folder = copy_artifact(tmp_path)
     manifest = json.loads((folder / "manifest.json").read_text())
     case = manifest["self_check"]["cases"][0]
-    case["probabilities"] = list(reversed(case["probabilities"]))
+    case["expected"] = {family: list(reversed(p)) for family, p in case["expected"].items()}
     edit_manifest(folder, self_check=manifest["self_check"])
+    with pytest.raises(SelfCheckError, match=rf"self-check failed .* kernel family {kernel_family()}"):
+        Classifier.load(folder)
+
+
+def test_self_check_uses_this_families_expectations_and_logs_them(capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = load_manifest(DEFAULT_MODEL_DIR)
+    check = manifest.self_check
+    assert kernel_family() in check.families  # the shipped build measured the family CI runs on
+    assert {"avx2", "sse4"} <= set(check.families)  # and the ones qemu emulates (tools/emulate.py)
+    kinds = [c["kind"] for c in manifest.raw["self_check"]["cases"]]
+    assert "clear" in kinds and "borderline" in kinds  # clear margins, and texts a changed model moves first
+    Classifier.load(DEFAULT_MODEL_DIR)
+    entry = next(json.loads(line) for line in capsys.readouterr().out.splitlines()
+                 if '"model self-check passed"' in line)
+    assert entry["kernel_family"] == kernel_family() and entry["family_measured"] is True
+    assert entry["largest_drift"] <= check.tolerance
+
+
+def test_unmeasured_family_gets_the_wider_tolerance(tmp_path: Path) -> None:
+    folder = copy_artifact(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    check = manifest["self_check"]
+    # pretend this family was never measured, and the recorded answers are off by more than the measured
+    # tolerance but less than the unmeasured one: a healthy model on an unseen CPU serves
+    shift = (check["tolerance"] + check["unmeasured_tolerance"]) / 2
+    for case in check["cases"]:
+        mine = case["expected"].pop(kernel_family())
+        case["probabilities"] = [mine[0] + shift, *mine[1:]]
+    check["families"] = [f for f in check["families"] if f != kernel_family()]
+    edit_manifest(folder, self_check=check)
+    assert Classifier.load(folder).self_check().family_measured is False
+    check["families"].append(kernel_family())
+    for case in check["cases"]:
+        case["expected"][kernel_family()] = case["probabilities"]
+    edit_manifest(folder, self_check=check)
+    with pytest.raises(SelfCheckError):
+        Classifier.load(folder)
+
+
+def rewrite_hashes(folder: Path) -> None:
+    """What a careless re-export would do: new files, hashes updated to match, expectations left as they were."""
+    edit_manifest(folder, sha256=sha256_of(folder / "model.onnx"),
+                  tokenizer_sha256=sha256_of(folder / "tokenizer.json"))
+
+
+def test_changed_weights_are_refused_even_with_matching_hashes(tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    folder = copy_artifact(tmp_path)
+    graph = onnx.load(str(folder / "model.onnx"))
+    ffn = next(n for n in graph.graph.node if n.op_type == "MatMul" and "intermediate" in n.name)
+    dequantize = next(n for n in graph.graph.node if n.op_type == "DequantizeLinear" and n.output[0] in ffn.input)
+    target = next(i for i in graph.graph.initializer if i.name == dequantize.input[1])
+    scaled = numpy_helper.to_array(target) * 1.05  # 5% on one feed-forward layer's weights
+    target.CopyFrom(numpy_helper.from_array(scaled, target.name))
+    onnx.save(graph, str(folder / "model.onnx"))
+    rewrite_hashes(folder)
     with pytest.raises(SelfCheckError, match="self-check failed"):
         Classifier.load(folder)
+
+
+def test_wrong_tokenizer_is_refused(tmp_path: Path) -> None:
+    folder = copy_artifact(tmp_path)
+    raw = json.loads((folder / "tokenizer.json").read_text())
+    raw["normalizer"] = None  # no lower-casing: every capitalised word becomes another token
+    (folder / "tokenizer.json").write_text(json.dumps(raw))
+    with pytest.raises(ArtifactError, match=r"tokenizer\.json: sha256"):
+        Classifier.load(folder)
+    rewrite_hashes(folder)
+    with pytest.raises(SelfCheckError, match="self-check failed"):
+        Classifier.load(folder)
+
+
+@pytest.mark.parametrize("family", sorted(emulate.EMULATED))
+def test_self_check_passes_under_another_instruction_set(family: str) -> None:
+    """The shipped artifact serves on AVX2-only and SSE4.2 CPUs (qemu-user), logging the family it found."""
+    import subprocess
+
+    if emulate.qemu() is None:
+        pytest.skip("qemu-user is not installed (apt-get install qemu-user): emulated kernel families not checked")
+    code = ("from shared.classifier import Classifier; from shared.config import DEFAULT_MODEL_DIR; "
+            "print(Classifier.load(DEFAULT_MODEL_DIR, threads=1).classify(['Absolutely love it'])[0].label)")
+    proc = subprocess.run([*emulate.python_under(family), "-c", code], capture_output=True, text=True,
+                          timeout=900, cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    entry = next(json.loads(line) for line in proc.stdout.splitlines() if '"model self-check passed"' in line)
+    assert entry["kernel_family"] == family and entry["family_measured"] is True
+    assert proc.stdout.strip().splitlines()[-1] == "positive"
 
 
 def test_artifact_without_self_check_cases_is_not_served(tmp_path: Path) -> None:

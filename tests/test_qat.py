@@ -119,12 +119,13 @@ def test_simulated_model_tracks_the_int8_artifact(tmp_path: Path) -> None:
     """The whole classifier: the simulation lands far closer to the real int8 graph than fp32 does."""
     from transformers import AutoModelForSequenceClassification
 
-    from tools.build_artifact import export_onnx, optimize, quantize
+    from tools import quantize
+    from tools.build_artifact import export_onnx, optimize
 
     make_tiny_checkpoint(tmp_path / "ckpt")
     config = export_onnx(tmp_path / "ckpt", tmp_path / "raw.onnx")
     optimize(tmp_path / "raw.onnx", tmp_path / "fp32.onnx", config)
-    quantize(tmp_path / "fp32.onnx", tmp_path / "int8.onnx")
+    quantize.apply(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "u8s8")  # the dynamic scheme QAT simulates
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt").eval()
     ids = torch.randint(5, model.config.vocab_size, (16, 24))
     feed = {"input_ids": ids.numpy(), "attention_mask": np.ones_like(ids.numpy()),

@@ -4,15 +4,17 @@ Explicit, verifiable steps (after Hugging Face Optimum's export and quantization
 
 1. export to ONNX (opset 17) with dynamic batch and sequence axes;
 2. ONNX Runtime's transformer graph optimizer (attention, layer-norm, GELU fusions);
-3. ``quantize_dynamic`` to int8 with per-channel weights (on MiniLM per-channel
-   keeps the hidden states at 0.993 cosine similarity to fp32, per-tensor 0.953,
-   at the same size and speed);
+3. quantization with a named preset (``tools/quantize.py``; the default,
+   ``int8_weights``, stores int8 weights and computes in fp32, so every
+   instruction set gives the same answer);
 4. parity: int8 against fp32 on held-out text through the real serving runtime;
    the build fails if they agree on fewer than 99% of labels;
 5. ``tokenizer.json`` without any truncation or padding baked in (the runtime
-   sets both), and ``manifest.json`` with the sha256, label order, long-text
-   policy, decision biases, self-check texts with their expected probabilities
-   (measured here, compared by the runtime at every load) and provenance.
+   sets both), and ``manifest.json`` with the sha256 of model and tokenizer,
+   label order, long-text policy, decision biases, self-check texts (clear and
+   borderline) with their expected probabilities measured on every kernel
+   family this machine can run (natively and under ``qemu-x86_64``), tolerances
+   derived from the spread between families, and provenance.
 
 The fp32 artifact of step 2 is kept beside the output (``<out>-fp32`` under
 ``build/``) for the benchmark and for parity.
@@ -37,9 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.artifact import LongTextPolicy, policy_problem, sha256_of
 from shared.classifier import Classifier
+from shared.cpu import kernel_family
+from tools import emulate, quantize
 
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 PARITY_MIN_AGREEMENT = 0.99
+CARD = "MODEL_CARD.md"
 SELF_CHECK_TEXTS = [
     "Absolutely love it, works perfectly.",
     "Broke after two days and support never answered.",
@@ -82,16 +87,6 @@ def optimize(src: Path, dst: Path, config: dict[str, Any]) -> None:
     model.save_model_to_file(str(dst))
 
 
-def quantize(src: Path, dst: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # Fused contrib ops (Attention, BiasGelu, SkipLayerNorm) defeat ONNX shape
-    # inference; their outputs are float, which is what the quantizer must assume.
-    quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-
-
 def write_tokenizer(checkpoint: Path, dst: Path) -> None:
     """Save the fast tokenizer with truncation and padding removed: the runtime decides both."""
     from transformers import AutoTokenizer
@@ -114,6 +109,7 @@ def read_texts(paths: list[Path], limit: int) -> list[str]:
 def write_manifest(folder: Path, base: dict[str, Any]) -> dict[str, Any]:
     manifest = dict(base)
     manifest["sha256"] = sha256_of(folder / manifest["model_file"])
+    manifest["tokenizer_sha256"] = sha256_of(folder / manifest["tokenizer_file"])
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
@@ -135,6 +131,47 @@ def cpu_description() -> str:
     return f"{model} ({', '.join(isa) or 'no x86 SIMD flags read'})"
 
 
+def rounded(row: Any) -> list[float]:
+    return [round(float(p), 6) for p in row]
+
+
+def borderline_texts(fp32: Classifier, candidates: list[str], count: int = 2) -> list[str]:
+    """Short held-out texts whose top two classes lie 0.1-0.3 apart: a changed model moves them first."""
+    short = sorted({t for t in candidates if 20 <= len(t) <= 240})
+    probs = fp32.probabilities(short)
+    margins = [float(sorted(row)[-1] - sorted(row)[-2]) for row in probs]
+    picked = sorted((abs(m - 0.2), t) for t, m in zip(short, margins, strict=True) if 0.1 <= m <= 0.3)
+    return [t for _, t in picked[:count]]
+
+
+def self_check_record(model: Classifier, folder: Path, texts: list[str], families: list[str]) -> dict[str, Any]:
+    """Expected probabilities per kernel family, and tolerances derived from the spread between them.
+
+    The tolerance is five times the largest difference measured between families (at least 0.002): a healthy
+    model on a measured family passes with room, while a changed weight, tokenizer or export moves borderline
+    texts by far more. A family the build could not run gets ten times that room (at least 0.01)."""
+    import numpy as np
+
+    native = kernel_family()
+    expected = {native: model.probabilities(texts)}
+    for family in families:
+        if family != native:
+            step(f"   self-check texts under kernel family {family} (qemu-x86_64 -cpu {emulate.EMULATED[family]})")
+            expected[family] = np.asarray(emulate.probabilities_on(family, folder, texts)["probabilities"])
+    spread = max(float(np.abs(p - expected[native]).max()) for p in expected.values())
+    return {
+        "families": list(expected),
+        "built_on": native,
+        "spread": round(spread, 8),
+        "tolerance": round(max(0.002, 5 * spread), 6),
+        "unmeasured_tolerance": round(max(0.01, 10 * spread), 6),
+        "cases": [{"text": t, "kind": "clear" if i < len(SELF_CHECK_TEXTS) else "borderline",
+                   "probabilities": rounded(expected[native][i]),
+                   "expected": {f: rounded(p[i]) for f, p in expected.items()}}
+                  for i, t in enumerate(texts)],
+    }
+
+
 def parity(fp32: Classifier, int8: Classifier, texts: list[str]) -> dict[str, Any]:
     import numpy as np
     from tqdm import tqdm
@@ -151,6 +188,7 @@ def parity(fp32: Classifier, int8: Classifier, texts: list[str]) -> dict[str, An
         "max_probability_difference": round(float(np.abs(a - b).max()), 4),
         "mean_probability_difference": round(float(np.abs(a - b).mean()), 5),
         "cpu": cpu_description(),
+        "kernel_family": kernel_family(),
     }
 
 
@@ -171,10 +209,13 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         sys.exit(f"bad long-text options: {policy_problem(policy)}")
     meta_path = checkpoint / "training_meta.json"
     provenance = json.loads(meta_path.read_text()) if meta_path.is_file() else {"checkpoint": str(checkpoint)}
+    card = (out / CARD).read_text(encoding="utf-8") if (out / CARD).is_file() else None  # written by people
     for folder in (out, fp32_dir):
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
+    if card is not None:
+        (out / CARD).write_text(card, encoding="utf-8")
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
@@ -182,8 +223,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         config = export_onnx(checkpoint, raw)
         step("2/5 ONNX Runtime transformer optimizer")
         optimize(raw, fp32_dir / "model.onnx", config)
-    step("3/5 dynamic int8 quantization, per-channel weights")
-    quantize(fp32_dir / "model.onnx", out / "model.onnx")
+    step(f"3/5 quantization: {args.scheme}")
+    quantization = quantize.apply(fp32_dir / "model.onnx", out / "model.onnx", args.scheme)
     for folder in (out, fp32_dir):
         write_tokenizer(checkpoint, folder / "tokenizer.json")
 
@@ -200,10 +241,9 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
                       "head": policy.head, "aggregate": policy.aggregate},
         "decision": {"class_bias": [float(x) for x in args.class_bias.split(",")] if args.class_bias
                      else [0.0] * len(labels)},
-        "quantization": {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
-                         "per_channel": True, "graph_optimizer": "onnxruntime.transformers bert, opt_level 1",
+        "quantization": {**quantization, "graph_optimizer": "onnxruntime.transformers bert, opt_level 1",
                          "opset": 17},
-        "self_check": {"tolerance": args.self_check_tolerance, "cases": []},
+        "self_check": {"tolerance": 0.05, "cases": []},
         "provenance": provenance,
     }
     if args.extra_manifest:
@@ -221,16 +261,16 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         sys.exit(f"parity failed: int8 agrees with fp32 on {report['argmax_agreement']:.2%} of labels "
                  f"(< {PARITY_MIN_AGREEMENT:.0%}); the artifact in {out} must not ship")
 
-    step("5/5 self-check cases and manifest")
-    cases = [{"text": t, "probabilities": [round(float(p), 6) for p in row]}
-             for t, row in zip(SELF_CHECK_TEXTS, int8.probabilities(SELF_CHECK_TEXTS), strict=True)]
-    base["self_check"]["cases"] = cases
+    step("5/5 self-check cases on every kernel family, and the manifest")
+    texts = [*SELF_CHECK_TEXTS, *borderline_texts(fp32, texts)]
+    base["self_check"] = self_check_record(int8, out, texts, args.families)
     base["parity"] = report
     base["size_bytes"] = (out / "model.onnx").stat().st_size
     manifest = write_manifest(out, base)
-    fp32_cases = [{"text": t, "probabilities": [round(float(p), 6) for p in row]}
-                  for t, row in zip(SELF_CHECK_TEXTS, fp32.probabilities(SELF_CHECK_TEXTS), strict=True)]
-    write_manifest(fp32_dir, {**base, "self_check": {"tolerance": args.self_check_tolerance, "cases": fp32_cases},
+    fp32_cases = [{"text": t, "probabilities": rounded(row)}
+                  for t, row in zip(texts, fp32.probabilities(texts), strict=True)]
+    write_manifest(fp32_dir, {**base, "self_check": {"tolerance": base["self_check"]["tolerance"],
+                                                     "cases": fp32_cases},
                               "quantization": {"method": "none (fp32 reference)"},
                               "size_bytes": (fp32_dir / "model.onnx").stat().st_size})
     Classifier.load(out)  # the runtime's own verification: hash, labels, self-check
@@ -253,9 +293,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--class-bias", default="", help="comma-separated log-probability offsets per label")
     parser.add_argument("--parity-texts", type=Path, nargs="*", default=[])
     parser.add_argument("--parity-limit", type=int, default=2000)
-    parser.add_argument("--self-check-tolerance", type=float, default=0.05)
+    parser.add_argument("--scheme", default=quantize.WEIGHTS_ONLY, choices=sorted(quantize.SCHEMES),
+                        help="quantization preset (tools/quantize.py)")
+    parser.add_argument("--families", nargs="*", default=None,
+                        help="kernel families to record self-check answers for (default: native + every one "
+                             "qemu-x86_64 can emulate here)")
     parser.add_argument("--extra-manifest", default=None, help="JSON file merged into the manifest (evaluation)")
-    build(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    if args.families is None:
+        args.families = emulate.families()
+    build(args)
 
 
 if __name__ == "__main__":

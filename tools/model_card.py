@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 SPLIT_NAMES = {
     "customer_reviews": "our customer reviews, eval split (200, 24 domains)",
     "amazon": "Amazon product-review snippets (VADER set)",
@@ -91,6 +93,10 @@ def render(manifest: dict[str, Any]) -> str:
         out += breakdown_table(reviews, "per_domain", "Our customer reviews, per domain (eval split)")
         out += breakdown_table(reviews, "per_shape", "Our customer reviews, per hard shape (eval split)")
     out += ablation_table(evaluation)
+    if "portability" in manifest:
+        from tools.portability import table
+
+        out += ["#### Portability: quantization schemes on each kernel family", "", table(manifest["portability"])]
     return "\n".join(out)
 
 
