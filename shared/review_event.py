@@ -171,6 +171,17 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
+# Set by ``ops/replay_dead_letters.py`` on a dead-lettered message it republishes: the id and original publish time
+# of that message, which the replayed copy takes as its own, so a replay is a redelivery of the same message.
+REPLAY_ID = "reviewsense_replay_of"
+REPLAY_PUBLISH_TIME = "reviewsense_replay_publish_time"
+
+
+def _replayed(attributes: Mapping[str, str]) -> tuple[str, str] | None:
+    message_id, publish_time = attributes.get(REPLAY_ID), canonical_time(attributes.get(REPLAY_PUBLISH_TIME))
+    return (message_id, publish_time) if message_id and publish_time else None
+
+
 def read_message(data: object, event_id: str | None = None, event_time: str | None = None,
                  now: datetime | None = None) -> PubSubMessage:
     """The envelope of a ``messagePublished`` CloudEvent; raises ``RejectedMessage`` if it is not one."""
@@ -196,11 +207,15 @@ def read_message(data: object, event_id: str | None = None, event_time: str | No
             subscription=subscription if isinstance(subscription, str) else None)
         raise RejectedMessage(RejectReason.BAD_ENVELOPE, "the event data holds no Pub/Sub message object", envelope)
     data_text = raw_data if isinstance(raw_data, str) else ""
+    kept = {str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, Mapping) else {}
+    replayed = _replayed(kept)
+    if replayed:
+        message_id, publish_time = replayed
     return PubSubMessage(
         message_id=_safe_id(str(message_id or "nomsg-" + sha256_text(data_text))),
         publish_time=publish_time,
         data=data_text,
-        attributes={str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, Mapping) else {},
+        attributes=kept,
         subscription=subscription if isinstance(subscription, str) else None,
     )
 
