@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,16 @@ def test_dead_lettered_reviews_are_replayed_once_the_model_serves(
                 counts[str(entry.get("event_id"))] = counts.get(str(entry.get("event_id")), 0) + 1
         return counts
 
-    wait_until(lambda: all(failures().get(i, 0) >= attempts for i in ids), "every delivery to fail and dead-letter")
+    wait_until(lambda: all(failures().get(i, 0) >= attempts for i in ids), "every delivery to fail")
+    held: dict[str, Any] = {}
+
+    def all_dead_lettered() -> bool:  # peek without acknowledging: they stay on the hold subscription
+        held.update({m["messageId"]: m for m in pubsub_emulator.pull(hold, ack=False)})
+        return len(held) == len(texts)
+
+    wait_until(all_dead_lettered, "the three messages to be dead-lettered")
     pubsub_emulator.delete_subscription(push)
+    time.sleep(11)  # the peeked messages' ack deadline (10 s) passes: the hold subscription offers them again
     db = clean_firestore.client()
     reviews = db.collection(NAMES["reviews_collection"])
     assert [d.id for d in reviews.stream()] == []  # nothing was labeled by the broken model
