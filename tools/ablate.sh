@@ -33,7 +33,7 @@ for run in "${RUNS[@]}"; do
   esac
   $PY tools/train.py --out "build/train/abl_$run" --scale "$SCALE" "${flags[@]}"
   $PY tools/build_artifact.py --checkpoint "build/train/abl_$run/final" --out "build/artifacts/abl_$run" \
-    --fp32-out "build/artifacts/abl_$run-fp32" --parity-texts data/reviews/splits/eval.jsonl \
+    --fp32-out "build/artifacts/abl_$run-fp32" --parity-texts data/reviews/splits/eval.jsonl --families \
     || echo "ablation $run: int8 parity gate failed (the fp32 export it compares is complete)"
   $PY tools/evaluate.py report --model "build/artifacts/abl_$run-fp32" --selection "$SELECTION" \
     --limit "$LIMIT" --out "build/eval/abl_$run.json"

@@ -15,7 +15,8 @@ mkdir -p "$EVAL"
 
 FINAL=build/train/main/final
 $PY tools/train.py --out build/train/main
-$PY tools/build_artifact.py --checkpoint "$FINAL" --out "$OUT" \
+# a first build to select on (self-check answers on this CPU only: the emulated families are recorded for the last)
+$PY tools/build_artifact.py --checkpoint "$FINAL" --out "$OUT" --families \
   --parity-texts build/data/amazon/test.jsonl build/data/imdb/test.jsonl data/reviews/splits/eval.jsonl --parity-limit 1500
 $PY tools/evaluate.py select --model "$OUT" --limit 500 --out "$EVAL/selection.json"
 read -r STRATEGY HEAD STRIDE AGG BIAS < <($PY -c "
@@ -45,6 +46,7 @@ if [ "${SKIP_ABLATIONS:-0}" != 1 ]; then
   for run in main no_corpus no_movies; do REPORTS+=("ablation_$run=$EVAL/abl_$run.json"); done
 fi
 $PY tools/evaluate.py attach --model "$OUT" --selection "$EVAL/selection.json" --reports "${REPORTS[@]}"
+$PY tools/portability.py --fp32 "build/artifacts/$NAME-fp32" --build-variants --out build/portability --attach "$OUT"
 $PY tools/model_card.py "$OUT/manifest.json" > "$EVAL/tables.md"
 mkdir -p checkpoints && rm -rf "checkpoints/$NAME" && cp -r "$FINAL" "checkpoints/$NAME"
 echo "model rebuilt: $OUT (figures in $EVAL/tables.md; paste them into $OUT/MODEL_CARD.md)"
