@@ -81,7 +81,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def load_mix(data_dir: Path, corpus_dir: Path | None, exclude: set[str], seed: int,
-             mix: dict[str, int], corpus_repeats: int = CORPUS_REPEATS) -> tuple[list[Example], dict[str, int]]:
+             mix: dict[str, int], corpus_repeats: int = CORPUS_REPEATS,
+             exclude_domains: frozenset[str] = frozenset()) -> tuple[list[Example], dict[str, int]]:
     """Draw the training sample; returns it with the per-source counts for provenance."""
     rng = random.Random(seed)
     examples: list[Example] = []
@@ -99,7 +100,7 @@ def load_mix(data_dir: Path, corpus_dir: Path | None, exclude: set[str], seed: i
         examples += [Example(r["text"], LABEL_ID[r["label"]], source) for r in rows]
         counts[source] = len(rows)
     if corpus_dir is not None:
-        rows = read_jsonl(corpus_dir / "train.jsonl")
+        rows = [r for r in read_jsonl(corpus_dir / "train.jsonl") if r.get("domain") not in exclude_domains]
         for _ in range(corpus_repeats):
             examples += [Example(r["text"], LABEL_ID[r["label"]], CORPUS_SOURCE) for r in rows]
         counts[CORPUS_SOURCE] = len(rows)
@@ -138,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mix", default=None,
                         help='JSON per-source caps replacing the default mix, e.g. \'{"imdb": 4000}\'')
     parser.add_argument("--corpus-repeats", type=int, default=CORPUS_REPEATS)
+    parser.add_argument("--exclude-domains", default="",
+                        help="comma-separated domains of our corpus to leave out (leave-domains-out folds)")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from this fine-tuned checkpoint instead of the base encoder (a second stage)")
     parser.add_argument("--out", type=Path, required=True)
@@ -172,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     base_mix = json.loads(args.mix) if args.mix else DEFAULT_MIX
     mix = {k: max(1, int(v * args.scale)) for k, v in base_mix.items()}
     corpus = None if args.no_corpus else args.corpus
-    examples, counts = load_mix(args.data, corpus, exclude, args.seed, mix, args.corpus_repeats)
+    domains = frozenset(d for d in args.exclude_domains.split(",") if d)
+    examples, counts = load_mix(args.data, corpus, exclude, args.seed, mix, args.corpus_repeats, domains)
     print(f"training sample: {len(examples)} examples {counts}", flush=True)
 
     encoded = tokenizer([e.text for e in examples], add_special_tokens=False, truncation=False)["input_ids"]
