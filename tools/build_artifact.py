@@ -135,12 +135,10 @@ def rounded(row: Any) -> list[float]:
     return [round(float(p), 6) for p in row]
 
 
-def borderline_texts(fp32: Classifier, candidates: list[str], count: int = 2) -> list[str]:
-    """Short held-out texts whose top two classes lie 0.1-0.3 apart: a changed model moves them first."""
-    short = sorted({t for t in candidates if 20 <= len(t) <= 240})
-    probs = fp32.probabilities(short)
-    margins = [float(sorted(row)[-1] - sorted(row)[-2]) for row in probs]
-    picked = sorted((abs(m - 0.2), t) for t, m in zip(short, margins, strict=True) if 0.1 <= m <= 0.3)
+def borderline_texts(texts: list[str], probs: Any, count: int = 2) -> list[str]:
+    """Short held-out texts whose top two classes lie 0.1-0.3 apart (fp32): a changed model moves them first."""
+    margins = {t: float(sorted(row)[-1] - sorted(row)[-2]) for t, row in zip(texts, probs, strict=True)}
+    picked = sorted((abs(m - 0.2), t) for t, m in margins.items() if 20 <= len(t) <= 240 and 0.1 <= m <= 0.3)
     return [t for _, t in picked[:count]]
 
 
@@ -172,7 +170,8 @@ def self_check_record(model: Classifier, folder: Path, texts: list[str], familie
     }
 
 
-def parity(fp32: Classifier, int8: Classifier, texts: list[str]) -> dict[str, Any]:
+def parity(fp32: Classifier, int8: Classifier, texts: list[str]) -> tuple[dict[str, Any], Any]:
+    """Label agreement and probability differences; also returns the fp32 probabilities (rows follow texts)."""
     import numpy as np
     from tqdm import tqdm
 
@@ -189,7 +188,7 @@ def parity(fp32: Classifier, int8: Classifier, texts: list[str]) -> dict[str, An
         "mean_probability_difference": round(float(np.abs(a - b).mean()), 5),
         "cpu": cpu_description(),
         "kernel_family": kernel_family(),
-    }
+    }, a
 
 
 def build(args: argparse.Namespace) -> dict[str, Any]:
@@ -255,14 +254,14 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     fp32 = Classifier.load(fp32_dir, self_check=False)
     int8 = Classifier.load(out, self_check=False)
     texts = read_texts(args.parity_texts, args.parity_limit) if args.parity_texts else list(SELF_CHECK_TEXTS)
-    report = parity(fp32, int8, texts)
+    report, fp32_probs = parity(fp32, int8, texts)
     print(json.dumps(report), flush=True)
     if float(report["argmax_agreement"]) < PARITY_MIN_AGREEMENT:
         sys.exit(f"parity failed: int8 agrees with fp32 on {report['argmax_agreement']:.2%} of labels "
                  f"(< {PARITY_MIN_AGREEMENT:.0%}); the artifact in {out} must not ship")
 
     step("5/5 self-check cases on every kernel family, and the manifest")
-    texts = [*SELF_CHECK_TEXTS, *borderline_texts(fp32, texts)]
+    texts = [*SELF_CHECK_TEXTS, *borderline_texts(texts, fp32_probs)]
     base["self_check"] = self_check_record(int8, out, texts, args.families)
     base["parity"] = report
     base["size_bytes"] = (out / "model.onnx").stat().st_size
