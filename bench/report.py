@@ -225,7 +225,8 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [
         "# reviewsense benchmark",
         "",
-        f"{meta['date']} · mode **{meta['mode']}** · {meta['machine']['cpu']}, {meta['machine']['cpus']} CPU "
+        f"{meta['date']} · mode **{meta['mode']}** · {meta['machine']['cpu']} (kernel family "
+        f"{meta['machine'].get('kernel_family', 'not recorded')}), {meta['machine']['cpus']} CPU "
         f"threads, {meta['machine']['memory_gb']} GB · load average {meta['machine']['load_average_at_start']} "
         f"at start, {meta['machine'].get('load_average_at_end')} at end · int8 artifact "
         f"{meta['int8_artifact']['version']}",

@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
 from bench import artifacts, compute, prices, report, sizes, texts  # noqa: E402
 from bench.serving import Server, import_check  # noqa: E402
 from bench.stats import summary  # noqa: E402
+from shared.cpu import kernel_family  # noqa: E402
 
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "review-sentiment-minilm"
 DEFAULT_INT8 = ROOT / "model_artifacts" / "review-sentiment-minilm"
@@ -97,7 +98,8 @@ def machine() -> dict[str, Any]:
                   if line.startswith("model name")), platform.processor())
     mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemTotal")), 0)
-    return {"cpu": model, "cpus": len(os.sched_getaffinity(0)), "memory_gb": round(mem * 1024 / 1e9, 1),
+    return {"cpu": model, "kernel_family": kernel_family(), "cpus": len(os.sched_getaffinity(0)),
+            "memory_gb": round(mem * 1024 / 1e9, 1),
             "python": platform.python_version(), "platform": platform.platform(),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
