@@ -53,7 +53,7 @@ def families() -> list[str]:
     return [native, *([f for f in EMULATED if f != native] if qemu() else [])]
 
 
-def probabilities_on(family: str, model_dir: Path, texts: list[str], timeout: float = 3600) -> dict[str, Any]:
+def probabilities_on(family: str, model_dir: Path, texts: list[str], timeout: float = 4 * 3600) -> dict[str, Any]:
     """Each text classified alone by the serving runtime under ``family``: {family, probabilities}."""
     with tempfile.TemporaryDirectory() as tmp:
         source, out = Path(tmp) / "texts.jsonl", Path(tmp) / "out.json"
