@@ -171,6 +171,7 @@ def test_self_check_drift_refuses_to_serve(tmp_path: Path) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     case = manifest["self_check"]["cases"][0]
     case["expected"] = {family: list(reversed(p)) for family, p in case["expected"].items()}
+    case["probabilities"] = list(reversed(case["probabilities"]))  # what an unmeasured family compares with
     edit_manifest(folder, self_check=manifest["self_check"])
     with pytest.raises(SelfCheckError, match=rf"self-check failed .* kernel family {kernel_family()}"):
         Classifier.load(folder)
@@ -179,15 +180,17 @@ def test_self_check_drift_refuses_to_serve(tmp_path: Path) -> None:
 def test_self_check_uses_this_families_expectations_and_logs_them(capsys: pytest.CaptureFixture[str]) -> None:
     manifest = load_manifest(DEFAULT_MODEL_DIR)
     check = manifest.self_check
-    assert kernel_family() in check.families  # the shipped build measured the family CI runs on
-    assert {"avx2", "sse4"} <= set(check.families)  # and the ones qemu emulates (tools/emulate.py)
+    # the build's own family and the ones qemu emulates (tools/emulate.py); a CPU of another family (AVX-512
+    # without VNNI, ARM) is checked against the build's answers with the wider tolerance
+    assert {manifest.raw["self_check"]["built_on"], "avx2", "sse4"} <= set(check.families)
+    measured = kernel_family() in check.families
     kinds = [c["kind"] for c in manifest.raw["self_check"]["cases"]]
     assert "clear" in kinds and "borderline" in kinds  # clear margins, and texts a changed model moves first
     Classifier.load(DEFAULT_MODEL_DIR)
     entry = next(json.loads(line) for line in capsys.readouterr().out.splitlines()
                  if '"model self-check passed"' in line)
-    assert entry["kernel_family"] == kernel_family() and entry["family_measured"] is True
-    assert entry["largest_drift"] <= check.tolerance
+    assert entry["kernel_family"] == kernel_family() and entry["family_measured"] is measured
+    assert entry["largest_drift"] <= (check.tolerance if measured else check.unmeasured_tolerance)
 
 
 def test_unmeasured_family_gets_the_wider_tolerance(tmp_path: Path) -> None:
@@ -198,7 +201,7 @@ def test_unmeasured_family_gets_the_wider_tolerance(tmp_path: Path) -> None:
     # tolerance but less than the unmeasured one: a healthy model on an unseen CPU serves
     shift = (check["tolerance"] + check["unmeasured_tolerance"]) / 2
     for case in check["cases"]:
-        mine = case["expected"].pop(kernel_family())
+        mine = case["expected"].pop(kernel_family(), case["probabilities"])
         case["probabilities"] = [mine[0] + shift, *mine[1:]]
     check["families"] = [f for f in check["families"] if f != kernel_family()]
     edit_manifest(folder, self_check=check)

@@ -69,16 +69,23 @@ def probabilities_on(family: str, model_dir: Path, texts: list[str], timeout: fl
     return result
 
 
-def main(argv: list[str]) -> None:
+def classify_alone(model_dir: Path, texts: list[str], threads: int | None = 1) -> Any:
+    """Probabilities of each text classified alone by the serving runtime (no self-check), rows follow texts."""
     import numpy as np
 
     from shared.classifier import Classifier
+
+    classifier = Classifier.load(model_dir, threads=threads, self_check=False)
+    rows = [classifier.probabilities([t]) for t in texts]
+    return np.concatenate(rows) if rows else np.zeros((0, len(classifier.labels)), dtype=np.float32)
+
+
+def main(argv: list[str]) -> None:
     from shared.cpu import kernel_family
 
     model_dir, source, out = (Path(a) for a in argv)
-    classifier = Classifier.load(model_dir, threads=1, self_check=False)
     texts = [json.loads(line)["text"] for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-    probs = np.concatenate([classifier.probabilities([t]) for t in texts]) if texts else np.zeros((0, 0))
+    probs = classify_alone(model_dir, texts)
     out.write_text(json.dumps({"family": kernel_family(), "probabilities": probs.tolist()}))
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tools.emulate import classify_alone
 from tools.evaluate import LABEL_ID, metrics, read_jsonl
 
 FOLDS = 4
@@ -55,10 +56,7 @@ def run(cmd: list[str]) -> None:
 
 
 def evaluate(model_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    from shared.classifier import Classifier
-
-    classifier = Classifier.load(model_dir, self_check=False)
-    probs = np.concatenate([classifier.probabilities([r["text"]]) for r in rows])
+    probs = classify_alone(model_dir, [r["text"] for r in rows], threads=None)
     return metrics([LABEL_ID[r["label"]] for r in rows], probs)
 
 

@@ -34,7 +34,6 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.artifact import sha256_of
-from shared.classifier import Classifier
 from shared.cpu import kernel_family
 from tools import emulate, quantize
 from tools.evaluate import LABEL_ID, TEST_SOURCES, dataset, macro_f1
@@ -84,8 +83,7 @@ def probabilities(model: Path, family: str, texts: list[str], cache: Path) -> tu
         return np.asarray(saved["probabilities"]), float(saved["seconds_per_text"])
     started = time.perf_counter()
     if family == kernel_family():
-        classifier = Classifier.load(model, threads=1, self_check=False)
-        probs = np.concatenate([classifier.probabilities([t]) for t in texts]).astype(np.float64)
+        probs = emulate.classify_alone(model, texts).astype(np.float64)
     else:
         probs = np.asarray(emulate.probabilities_on(family, model, texts)["probabilities"], dtype=np.float64)
     seconds = (time.perf_counter() - started) / max(1, len(texts))
@@ -139,6 +137,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         entry: dict[str, Any] = {"scheme": manifest.get("quantization", {}).get("scheme", model.name),
                                  "size_bytes": (model / "model.onnx").stat().st_size, "families": {}}
         by_family: dict[str, Probs] = {}
+        native_probs = np.zeros((0, 3))
         for family in fams:
             subset = list(range(len(texts))) if family == native else sample
             cached = cache / f"{model.name}.{family}.json"
@@ -151,7 +150,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if family == native:
                 stats["ms_per_text"] = round(1000 * seconds, 2)
                 by_family[family] = probs[sample]
-                entry["native_probs"] = probs
+                native_probs = probs
             else:
                 by_family[family] = probs
             entry["families"][family] = stats
@@ -163,7 +162,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                     for p in by_family.values()),
             "followup_decisions_differing": max(int((decisions(p) != decisions(by_family[native])).sum())
                                                 for p in by_family.values()),
-            "held_out_texts_within_spread": fragile(entry.pop("native_probs"), spread),
+            "held_out_texts_within_spread": fragile(native_probs, spread),
         }
         result["variants"][model.name] = entry
     return result

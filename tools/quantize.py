@@ -8,11 +8,12 @@ What we measured (model card, "Portability"): dynamic int8 (``quantize_dynamic``
 from the whole input tensor and rounds activations to 8 bits at every MatMul; the fp32 work between them (layer
 norms, softmax, GELU, attention products) rounds differently with and without FMA and with the vector width,
 and each tiny difference moves some activations across a rounding boundary. So every dynamic variant (u8s8,
-7-bit weights, u8u8, mixed float) answers differently per instruction set (0.01-0.37 in probability), and
-u8s8 on AVX2 without VNNI also saturates 16-bit pair sums. The shipped scheme, ``int8_weights``, stores every
-encoder weight as int8 (per output channel; embedding tables per row) with a DequantizeLinear in front, and
-ONNX Runtime folds those into fp32 constants at session start (``SESSION_CONFIG``): the file is int8-sized, the
-arithmetic is fp32, and instruction sets differ only in the last float bits (about 1e-6 in probability).
+7-bit weights, u8u8, float FFN outputs) answered differently per instruction set (0.005-0.066 in probability on
+our sample), and u8s8 on AVX2 without VNNI also saturates 16-bit pair sums. The shipped scheme, ``int8_weights``,
+stores every encoder weight as int8 (per output channel; embedding tables per row) with a DequantizeLinear in
+front, and ONNX Runtime folds those into fp32 constants at session start (the classifier sets
+``session.disable_quant_qdq`` for the schemes in ``FOLDED_WEIGHT_SCHEMES``): the file is int8-sized, the arithmetic
+is fp32, and instruction sets differ only in the last float bits (4.2e-7 in probability).
 """
 
 from __future__ import annotations
