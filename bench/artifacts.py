@@ -86,7 +86,7 @@ def build_fp32(checkpoint: Path, fp32_dir: Path, int8_dir: Path) -> dict[str, An
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         print(f"==> export {checkpoint} to ONNX", flush=True)
-        hf_config = export_onnx(checkpoint, raw)
+        hf_config, _ = export_onnx(checkpoint, raw)
         print("==> ONNX Runtime transformer optimizer (the graph the int8 artifact quantizes)", flush=True)
         optimize(raw, fp32_dir / "model.onnx", hf_config)
     write_tokenizer(checkpoint, fp32_dir / "tokenizer.json")

@@ -37,7 +37,7 @@ from shared.review_event import PubSubMessage, RejectedMessage, RejectReason, pa
 def _classify(text: str) -> store.Label:
     classifier = model.get_classifier()
     prediction = classifier.classify([text])[0]
-    return store.Label(sentiment=prediction.as_dict(), model=dict(classifier.model_info))
+    return store.Label(sentiment=prediction.as_dict(), model=dict(prediction.model))
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:

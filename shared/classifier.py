@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -58,9 +58,39 @@ class Prediction:
     label: str
     score: float
     scores: dict[str, float]
+    model: dict[str, str]  # {name, version} of the model that answered (in a cascade, per review)
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "score": self.score, "scores": dict(self.scores)}
+
+
+def predictions(probabilities: npt.NDArray[np.float32], labels: Sequence[str],
+                models: Sequence[dict[str, str]]) -> list[Prediction]:
+    """Rows of class probabilities to predictions; ``models[i]`` answered row ``i``."""
+    results = []
+    for row, model in zip(probabilities, models, strict=True):
+        best = int(np.argmax(row))
+        results.append(Prediction(
+            label=labels[best],
+            score=round(float(row[best]), 6),
+            scores={label: round(float(p), 6) for label, p in zip(labels, row, strict=True)},
+            model=dict(model),
+        ))
+    return results
+
+
+class Labeler(Protocol):
+    """What handlers need from a model: a single classifier or a cascade of two (``shared/cascade.py``)."""
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    @property
+    def model_info(self) -> dict[str, str]: ...
+
+    def probabilities(self, texts: Sequence[str]) -> npt.NDArray[np.float32]: ...
+
+    def classify(self, texts: Sequence[str]) -> list[Prediction]: ...
 
 
 def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -93,8 +123,7 @@ class Classifier:
         self._session = session
         self._tokenizer = tokenizer
         self._max_chars = max_chars
-        self._cls = self._special_id("[CLS]")
-        self._sep = self._special_id("[SEP]")
+        self._open, self._close = self._template_ends()
         self._input_names = {i.name for i in session.get_inputs()}
         self._bias = np.exp(np.asarray(manifest.class_bias, dtype=np.float32))
         self.load_seconds = 0.0
@@ -168,11 +197,19 @@ class Classifier:
                   tolerance=result.tolerance, load_seconds=round(classifier.load_seconds, 3))
         return classifier
 
-    def _special_id(self, token: str) -> int:
-        token_id = self._tokenizer.token_to_id(token)
-        if token_id is None:
-            raise ArtifactError(f"{self.manifest.tokenizer_file}: has no {token} token")
-        return int(token_id)
+    def _template_ends(self) -> tuple[int, int]:
+        """The token the tokenizer's own template puts before a text and the one after it.
+
+        Read from the template, not looked up by name, because encoders disagree: BERT-style models open with
+        ``[CLS]`` and close with ``[SEP]``, MPNet and RoBERTa with ``<s>`` and ``</s>``. The long-text policy's
+        budget (``max_length - 2``) assumes exactly one of each, so any other template is refused here."""
+        probe = "review"
+        bare = self._tokenizer.encode(probe, add_special_tokens=False).ids
+        full = self._tokenizer.encode(probe, add_special_tokens=True).ids
+        if len(full) == len(bare) + 2 and full[1:-1] == bare:
+            return int(full[0]), int(full[-1])
+        raise ArtifactError(f"{self.manifest.tokenizer_file}: its post-processor does not wrap a text in one "
+                            f"opening and one closing special token ({bare} became {full})")
 
     def self_check(self) -> SelfCheckResult:
         """Compare answers on the manifest's fixed texts with those the build measured on this kernel family.
@@ -203,7 +240,7 @@ class Classifier:
     def windows(self, text: str) -> list[list[int]]:
         """The model inputs (with special tokens) one text becomes."""
         ids = self._tokenizer.encode(text[:self._max_chars], add_special_tokens=False).ids
-        return [[self._cls, *piece, self._sep] for piece in split_windows(ids, self.manifest.long_text)]
+        return [[self._open, *piece, self._close] for piece in split_windows(ids, self.manifest.long_text)]
 
     def probabilities(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Class probabilities per text (rows follow ``texts``), after aggregation and class bias."""
@@ -240,30 +277,35 @@ class Classifier:
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         """One prediction per text, in order; each text's answer is independent of the others."""
-        results = []
-        for row in self.probabilities(texts):
-            best = int(np.argmax(row))
-            results.append(Prediction(
-                label=self.labels[best],
-                score=round(float(row[best]), 6),
-                scores={label: round(float(p), 6) for label, p in zip(self.labels, row, strict=True)},
-            ))
-        return results
+        return predictions(self.probabilities(texts), self.labels, [self.model_info] * len(texts))
 
 
-def _load_configured() -> Classifier:
+def _load_configured() -> Labeler:
     from shared.config import get_settings
 
     settings = get_settings()
-    return Classifier.load(settings.model_dir, threads=settings.intra_op_threads,
-                           provider=settings.execution_provider, max_chars=settings.max_review_chars)
+
+    def load(model_dir: Path) -> Classifier:
+        return Classifier.load(model_dir, threads=settings.intra_op_threads, provider=settings.execution_provider,
+                               max_chars=settings.max_review_chars)
+
+    fast = load(settings.model_dir)
+    if settings.cascade_model_dir is None:
+        return fast
+    from shared.cascade import Cascade, CascadePolicy
+
+    cascade_dir = settings.cascade_model_dir
+    policy = CascadePolicy(settings.cascade_min_confidence,
+                           (settings.followup_unsure_min, settings.followup_high_priority))
+    return Cascade(fast, lambda: load(cascade_dir), policy)
 
 
-_instance: ProcessWide[Classifier] = ProcessWide(_load_configured)
+_instance: ProcessWide[Labeler] = ProcessWide(_load_configured)
 
 
-def get_classifier() -> Classifier:
-    """The process-wide classifier, loaded on first use (thread-safe, once)."""
+def get_classifier() -> Labeler:
+    """The process-wide model (one classifier, or a cascade when ``CASCADE_MODEL_DIR`` is set), loaded on first
+    use (thread-safe, once)."""
     return _instance.get()
 
 

@@ -23,6 +23,9 @@ PROJECT_ROOT = PACKAGE_DIR.parent
 NAMES_FILE = PACKAGE_DIR / "names.json"
 DEFAULT_MODEL_NAME = "review-sentiment-minilm"
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "model_artifacts" / DEFAULT_MODEL_NAME
+ACCURATE_MODEL_DIR = PROJECT_ROOT / "model_artifacts" / "review-sentiment-mpnet"
+# Chosen on our dev split by tools/cascade.py (bench/results/cascade.md): re-score below this top probability.
+CASCADE_MIN_CONFIDENCE = 0.9
 
 
 @lru_cache(maxsize=1)
@@ -37,6 +40,8 @@ class Settings:
     project_id: str
     firestore_database: str
     model_dir: Path
+    cascade_model_dir: Path | None  # set: the accurate tier re-scores what the model in model_dir is unsure of
+    cascade_min_confidence: float
     execution_provider: str
     intra_op_threads: int
     max_review_chars: int
@@ -113,6 +118,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         project_id=_text(env, "GOOGLE_CLOUD_PROJECT", "reviewsense-local"),
         firestore_database=_text(env, "FIRESTORE_DATABASE", "(default)"),
         model_dir=Path(_text(env, "MODEL_DIR", str(DEFAULT_MODEL_DIR))),
+        cascade_model_dir=Path(cascade) if (cascade := _optional(env, "CASCADE_MODEL_DIR")) else None,
+        cascade_min_confidence=_float(env, "CASCADE_MIN_CONFIDENCE", CASCADE_MIN_CONFIDENCE),
         execution_provider=provider,
         intra_op_threads=_int(env, "ORT_INTRA_OP_THREADS", os.cpu_count() or 1),
         max_review_chars=_int(env, "MAX_REVIEW_CHARS", 5000),

@@ -8,6 +8,7 @@ a real fine-tune takes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ transformers = pytest.importorskip("transformers")
 from shared.artifact import load_manifest, sha256_of  # noqa: E402
 from shared.classifier import Classifier  # noqa: E402
 from shared.cpu import kernel_family  # noqa: E402
+from shared.errors import ArtifactError  # noqa: E402
 from tests.tiny_bert import WORDS, make_tiny_checkpoint  # noqa: E402
 from tools import build_artifact, emulate  # noqa: E402
 
@@ -66,3 +68,42 @@ def test_build_command_end_to_end(tmp_path: Path) -> None:
 def test_build_rejects_folder_without_config(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"config\.json"):
         build_artifact.main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+def build_tiny(tmp_path: Path, make: Callable[[Path], None]) -> Path:
+    """A tiny artifact with 32-token windows, self-check answers on this CPU only (seconds)."""
+    checkpoint = tmp_path / "ckpt"
+    make(checkpoint)
+    out = tmp_path / "artifact"
+    build_artifact.main(["--checkpoint", str(checkpoint), "--out", str(out), "--fp32-out", str(tmp_path / "fp32"),
+                         "--name", "tiny", "--max-length", "32", "--stride", "8", "--head", "8", "--families"])
+    return out
+
+
+def test_an_mpnet_checkpoint_builds_and_serves_with_its_own_template(tmp_path: Path) -> None:
+    """The accurate tier's encoder family: no token_type_ids, and ``<s> ... </s>`` instead of ``[CLS] ... [SEP]``."""
+    from tests.tiny_bert import make_tiny_mpnet_checkpoint
+
+    out = build_tiny(tmp_path, make_tiny_mpnet_checkpoint)
+
+    manifest = load_manifest(out)
+    assert manifest.raw["inputs"] == ["input_ids", "attention_mask"]
+    classifier = Classifier.load(out)
+    vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
+    windows = classifier.windows(" ".join(["good phone"] * 40))
+    assert len(windows) > 1
+    assert all(w[0] == vocab["<s>"] and w[-1] == vocab["</s>"] and len(w) <= 32 for w in windows)
+    assert classifier.probabilities(["good phone", "awful service"]).shape == (2, 3)
+
+
+def test_a_tokenizer_without_a_wrapping_template_is_refused(tmp_path: Path) -> None:
+    """Windows are budgeted for one opening and one closing token; a tokenizer that adds none is not served."""
+    out = build_tiny(tmp_path, make_tiny_checkpoint)
+    tokenizer = json.loads((out / "tokenizer.json").read_text())
+    tokenizer["post_processor"] = None
+    (out / "tokenizer.json").write_text(json.dumps(tokenizer))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["tokenizer_sha256"] = sha256_of(out / "tokenizer.json")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="opening and one closing"):
+        Classifier.load(out, self_check=False)

@@ -102,7 +102,7 @@ def test_lazy_global_loads_once_under_concurrent_first_calls(monkeypatch: pytest
 
     monkeypatch.setattr(Classifier, "load", staticmethod(counting_load))
     assert not model.is_loaded()
-    seen: list[Classifier] = []
+    seen: list[model.Labeler] = []
     barrier = threading.Barrier(8)
 
     def first_call() -> None:

@@ -123,7 +123,7 @@ def test_simulated_model_tracks_the_int8_artifact(tmp_path: Path) -> None:
     from tools.build_artifact import export_onnx, optimize
 
     make_tiny_checkpoint(tmp_path / "ckpt")
-    config = export_onnx(tmp_path / "ckpt", tmp_path / "raw.onnx")
+    config, _ = export_onnx(tmp_path / "ckpt", tmp_path / "raw.onnx")
     optimize(tmp_path / "raw.onnx", tmp_path / "fp32.onnx", config)
     quantize.apply(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "u8s8")  # the dynamic scheme QAT simulates
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt").eval()

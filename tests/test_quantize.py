@@ -26,7 +26,7 @@ from tools.portability import decisions, emulated_sample, fragile  # noqa: E402
 def fp32_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny")
     make_tiny_checkpoint(folder / "ckpt")
-    config = export_onnx(folder / "ckpt", folder / "raw.onnx")
+    config, _ = export_onnx(folder / "ckpt", folder / "raw.onnx")
     optimize(folder / "raw.onnx", folder / "fp32.onnx", config)
     return folder / "fp32.onnx"
 

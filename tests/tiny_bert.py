@@ -1,4 +1,4 @@
-"""A tiny randomly initialised BERT checkpoint: the build and benchmark code paths in seconds, no training."""
+"""Tiny randomly initialised checkpoints (BERT, MPNet): the build and benchmark code paths in seconds, no training."""
 
 from __future__ import annotations
 
@@ -33,4 +33,27 @@ def make_tiny_checkpoint(folder: Path) -> None:
                         id2label={0: "negative", 1: "neutral", 2: "positive"},
                         label2id={"negative": 0, "neutral": 1, "positive": 2})
     BertForSequenceClassification(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+
+
+def make_tiny_mpnet_checkpoint(folder: Path) -> None:
+    """A 2-layer MPNet: no token_type_ids, and a template that wraps text in ``<s> ... </s>`` (the accurate tier)."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from tokenizers.processors import RobertaProcessing
+    from transformers import MPNetConfig, MPNetForSequenceClassification, PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>", *WORDS])}
+    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = Whitespace()
+    tok.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
+                                   eos_token="</s>", cls_token="<s>", sep_token="</s>", mask_token="<mask>")
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=130, num_labels=3,  # type: ignore[call-arg]
+                         pad_token_id=1, id2label={0: "negative", 1: "neutral", 2: "positive"},
+                         label2id={"negative": 0, "neutral": 1, "positive": 2})
+    MPNetForSequenceClassification(config).save_pretrained(folder)
     fast.save_pretrained(folder)

@@ -7,10 +7,12 @@ domains removed from our corpus (the public sets stay), exported to fp32 ONNX, a
 runtime on every corpus review of those 6 domains (train, dev and eval splits: none was seen). The report gives each
 fold, the mean and the worst fold (polarity accuracy and 3-class macro-F1): the model card's headline figure.
 
-Each fold is a full training run (about 33 minutes for the MiniLM recipe on 2 cores, longer for mpnet), so every
-step is resumable: a fold whose checkpoint, export or report exists is not redone.
+Each fold is a full training run (about 33 minutes for the MiniLM recipe on 2 cores, about 40 for the mpnet one),
+so every step is resumable: a fold whose checkpoint, export or report exists is not redone. The recipes are
+train.py's (``--recipe``), so a fold differs from the shipped model only by the domains it never saw.
 
     python tools/leave_domains_out.py --recipe fast --out build/lodo/fast [--scale 1.0] [--folds 0 1 2 3]
+    python tools/leave_domains_out.py --recipe accurate --out ~/.cache/reviewsense/lodo/accurate
     python tools/leave_domains_out.py --recipe fast --out build/lodo/fast \
         --attach model_artifacts/review-sentiment-minilm
 """
@@ -30,11 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.emulate import classify_alone
 from tools.evaluate import LABEL_ID, metrics, read_jsonl
+from tools.train import RECIPES
 
 FOLDS = 4
 SPLITS = ("train", "dev", "eval")
-# name -> extra train.py arguments; the recipe itself is train.py's defaults (what `make model` trains)
-RECIPES: dict[str, list[str]] = {"fast": []}
 
 
 def domains(corpus: Path) -> list[str]:
@@ -63,7 +64,8 @@ def evaluate(model_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     py = sys.executable
     all_folds = folds(domains(args.corpus))
-    result: dict[str, Any] = {"recipe": args.recipe, "scale": args.scale, "folds": {}}
+    scale = args.scale if args.scale is not None else RECIPES[args.recipe].get("scale", 1.0)
+    result: dict[str, Any] = {"recipe": args.recipe, "scale": scale, "folds": {}}
     for k in args.folds:
         held_out = all_folds[k]
         work = args.out / f"fold{k}"
@@ -71,8 +73,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if not report.is_file():
             checkpoint = work / "train" / "final"
             if not checkpoint.is_dir():
-                run([py, "tools/train.py", "--out", str(work / "train"), "--scale", str(args.scale),
-                     "--exclude-domains", ",".join(held_out), *RECIPES[args.recipe]])
+                run([py, "tools/train.py", "--recipe", args.recipe, "--out", str(work / "train"),
+                     "--scale", str(scale), "--exclude-domains", ",".join(held_out)])
             fp32 = work / "artifact-fp32"
             if not (fp32 / "manifest.json").is_file():
                 run([py, "tools/build_artifact.py", "--checkpoint", str(checkpoint), "--out", str(work / "artifact"),
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="fast", choices=sorted(RECIPES))
     parser.add_argument("--corpus", type=Path, default=Path("data/reviews/splits"))
-    parser.add_argument("--scale", type=float, default=1.0, help="train.py --scale: 1.0 is the shipped recipe")
+    parser.add_argument("--scale", type=float, default=None,
+                        help="train.py --scale (default: the recipe's own, what `make model` ships)")
     parser.add_argument("--folds", type=int, nargs="*", default=list(range(FOLDS)))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--attach", type=Path, default=None, metavar="MODEL_DIR",
