@@ -21,9 +21,6 @@ from shared.errors import ConfigError
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 NAMES_FILE = PACKAGE_DIR / "names.json"
-DEFAULT_MODEL_NAME = "review-sentiment-minilm"
-DEFAULT_MODEL_DIR = PROJECT_ROOT / "model_artifacts" / DEFAULT_MODEL_NAME
-ACCURATE_MODEL_DIR = PROJECT_ROOT / "model_artifacts" / "review-sentiment-mpnet"
 # Chosen on our dev split by tools/cascade.py (bench/results/cascade.md): re-score below this top probability.
 CASCADE_MIN_CONFIDENCE = 0.9
 
@@ -33,6 +30,11 @@ def names() -> dict[str, Any]:
     """Resource names shared with Terraform and the local stack."""
     data: dict[str, Any] = json.loads(NAMES_FILE.read_text(encoding="utf-8"))
     return data
+
+
+ARTIFACTS = {tier: PROJECT_ROOT / "model_artifacts" / name for tier, name in names()["model_artifacts"].items()}
+DEFAULT_MODEL_DIR = ARTIFACTS["fast"]
+ACCURATE_MODEL_DIR = ARTIFACTS["accurate"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,12 @@ def _optional(env: Mapping[str, str], key: str) -> str | None:
     return env.get(key, "").strip() or None
 
 
+def _folder(raw: str) -> Path:
+    """A relative folder is the deployed source's (Terraform sets ``model_artifacts/<name>``), whatever the cwd."""
+    path = Path(raw)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
 def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
     raw = env.get(key, "").strip().lower()
     if not raw:
@@ -117,8 +125,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(
         project_id=_text(env, "GOOGLE_CLOUD_PROJECT", "reviewsense-local"),
         firestore_database=_text(env, "FIRESTORE_DATABASE", "(default)"),
-        model_dir=Path(_text(env, "MODEL_DIR", str(DEFAULT_MODEL_DIR))),
-        cascade_model_dir=Path(cascade) if (cascade := _optional(env, "CASCADE_MODEL_DIR")) else None,
+        model_dir=_folder(_text(env, "MODEL_DIR", str(DEFAULT_MODEL_DIR))),
+        cascade_model_dir=_folder(cascade) if (cascade := _optional(env, "CASCADE_MODEL_DIR")) else None,
         cascade_min_confidence=_float(env, "CASCADE_MIN_CONFIDENCE", CASCADE_MIN_CONFIDENCE),
         execution_provider=provider,
         intra_op_threads=_int(env, "ORT_INTRA_OP_THREADS", os.cpu_count() or 1),

@@ -34,7 +34,7 @@ resource "google_cloudfunctions2_function" "classify_http" {
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function["classify_http"].email
 
-    environment_variables = merge(local.common_env, {
+    environment_variables = merge(local.common_env, local.function_model_env.classify_http, {
       ORT_INTRA_OP_THREADS = tostring(local.ort_threads.classify_http)
     })
 
@@ -53,6 +53,10 @@ resource "google_cloudfunctions2_function" "classify_http" {
     precondition {
       condition     = contains(keys(var.tiers), var.function_tiers.classify_http)
       error_message = "function_tiers.classify_http must name a key of var.tiers."
+    }
+    precondition {
+      condition     = local.model_fits_tier.classify_http
+      error_message = "function_models.classify_http serves the accurate model, which needs a tier of at least 2Gi (e.g. \"accurate\")."
     }
   }
 
@@ -100,7 +104,7 @@ resource "google_cloudfunctions2_function" "ingest_review" {
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function["ingest_review"].email
 
-    environment_variables = merge(local.common_env, {
+    environment_variables = merge(local.common_env, local.function_model_env.ingest_review, {
       ORT_INTRA_OP_THREADS = tostring(local.ort_threads.ingest_review)
     })
   }
@@ -109,6 +113,10 @@ resource "google_cloudfunctions2_function" "ingest_review" {
     precondition {
       condition     = contains(keys(var.tiers), var.function_tiers.ingest_review)
       error_message = "function_tiers.ingest_review must name a key of var.tiers."
+    }
+    precondition {
+      condition     = local.model_fits_tier.ingest_review
+      error_message = "function_models.ingest_review serves the accurate model, which needs a tier of at least 2Gi (e.g. \"accurate\")."
     }
     precondition {
       condition     = local.tier.ingest_review.timeout_seconds <= local.names.ack_deadline_seconds
@@ -155,7 +163,7 @@ resource "google_cloudfunctions2_function" "on_review_labeled" {
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function["on_review_labeled"].email
 
-    environment_variables = merge(local.common_env, {
+    environment_variables = merge(local.common_env, local.function_model_env.on_review_labeled, {
       ORT_INTRA_OP_THREADS = tostring(local.ort_threads.on_review_labeled)
     })
 
@@ -193,6 +201,10 @@ resource "google_cloudfunctions2_function" "on_review_labeled" {
     precondition {
       condition     = contains(keys(var.tiers), var.function_tiers.on_review_labeled)
       error_message = "function_tiers.on_review_labeled must name a key of var.tiers."
+    }
+    precondition {
+      condition     = local.model_fits_tier.on_review_labeled
+      error_message = "function_models.on_review_labeled serves the accurate model, which needs a tier of at least 2Gi (e.g. \"accurate\")."
     }
     precondition {
       condition     = var.followup_unsure_min < var.followup_threshold && var.followup_threshold <= var.followup_high_priority

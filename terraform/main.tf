@@ -30,6 +30,25 @@ locals {
     for key, t in local.tier : key => max(1, floor(tonumber(t.cpu) / t.concurrency))
   }
 
+  # Each model choice as the environment shared/config.py reads; artifacts no function serves stay out of the zip.
+  model_dirs = { for key, name in local.names.model_artifacts : key => "model_artifacts/${name}" }
+  model_env = {
+    fast     = { MODEL_DIR = local.model_dirs.fast }
+    accurate = { MODEL_DIR = local.model_dirs.accurate }
+    cascade  = { MODEL_DIR = local.model_dirs.fast, CASCADE_MODEL_DIR = local.model_dirs.accurate }
+  }
+  function_model_env = { for key, choice in var.function_models : key => local.model_env[choice] }
+  served_artifacts   = toset(flatten([for env in values(local.function_model_env) : values(env)]))
+  # The accurate model needs about 1 GB resident (bench/results/cascade.md); a smaller tier would crash at load.
+  model_fits_tier = {
+    for key, choice in var.function_models : key => choice == "fast" || (
+      tonumber(regex("^[0-9]+", local.tier[key].memory)) * (endswith(local.tier[key].memory, "Gi") ? 1024 : 1) >= 2048
+    )
+  }
+  unserved_artifacts = sort([
+    for dir in values(local.model_dirs) : dir if !contains(local.served_artifacts, dir)
+  ])
+
   firestore_database = var.create_firestore_database ? google_firestore_database.this[0].name : var.firestore_database
 
   # Environment every function gets (the code reads these; see shared/config.py).

@@ -29,6 +29,7 @@ locals {
 
   source_excludes = sort(distinct(concat(
     local.source_deny,
+    local.unserved_artifacts, # e.g. the 112 MB accurate model when every function serves the fast one
     [for name in local.source_top_level : name if !contains(local.source_allow, name)],
   )))
 }

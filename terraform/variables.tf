@@ -119,6 +119,17 @@ variable "tiers" {
       max_instances   = 20
       timeout_seconds = 60
     }
+    # The accurate model (all-mpnet-base-v2, int8 weights expanded to fp32 at load) or the cascade (both models in one
+    # process): ACCURATE_TIER_RSS peak measured by tools/cascade.py (bench/results/cascade.md) -> 2Gi, ~2x headroom.
+    # One vCPU per request: an mpnet window costs about 8 MiniLM ones.
+    accurate = {
+      memory          = "2Gi"
+      cpu             = "1"
+      concurrency     = 1
+      min_instances   = 0
+      max_instances   = 10
+      timeout_seconds = 60
+    }
     # For larger batches (MAX_BATCH raised) or longer MAX_REVIEW_CHARS.
     large = {
       memory          = "4Gi"
@@ -155,6 +166,30 @@ variable "function_tiers" {
     classify_http     = "http"
     ingest_review     = "standard"
     on_review_labeled = "standard"
+  }
+}
+
+variable "function_models" {
+  description = <<-EOT
+    Model each classifying function serves: "fast" (MiniLM int8, the default: milliseconds a review, 512Mi),
+    "accurate" (mpnet: better on domains our data never covered, about 8x the CPU a review; give the function the
+    accurate tier) or "cascade" (fast first, the accurate model only for reviews the fast one is unsure of or whose
+    follow-up decision it is near; the accurate tier). See README "Choosing a model".
+  EOT
+  type = object({
+    classify_http     = string
+    ingest_review     = string
+    on_review_labeled = string
+  })
+  default = {
+    classify_http     = "fast"
+    ingest_review     = "fast"
+    on_review_labeled = "fast"
+  }
+
+  validation {
+    condition     = alltrue([for m in values(var.function_models) : contains(["fast", "accurate", "cascade"], m)])
+    error_message = "Each function_models entry must be fast, accurate or cascade."
   }
 }
 

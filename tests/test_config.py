@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from shared.config import DEFAULT_MODEL_DIR, load_settings, names
@@ -38,3 +40,20 @@ def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(env)
     assert message in str(caught.value)
+
+
+def test_model_folders_resolve_against_the_deployed_source_and_the_cascade_is_opt_in() -> None:
+    from shared.config import ACCURATE_MODEL_DIR, DEFAULT_MODEL_DIR, PROJECT_ROOT
+
+    plain = load_settings({})
+    assert plain.model_dir == DEFAULT_MODEL_DIR and plain.cascade_model_dir is None
+    # Terraform sets paths relative to the source root; they must not depend on the process's cwd
+    cascade = load_settings({"MODEL_DIR": "model_artifacts/review-sentiment-minilm",
+                             "CASCADE_MODEL_DIR": "model_artifacts/review-sentiment-mpnet",
+                             "CASCADE_MIN_CONFIDENCE": "0.7"})
+    assert cascade.model_dir == DEFAULT_MODEL_DIR and cascade.cascade_model_dir == ACCURATE_MODEL_DIR
+    assert cascade.cascade_min_confidence == 0.7
+    assert load_settings({"MODEL_DIR": "/opt/m"}).model_dir == Path("/opt/m")
+    assert load_settings({"MODEL_DIR": "m"}).model_dir == PROJECT_ROOT / "m"
+    with pytest.raises(ConfigError):
+        load_settings({"CASCADE_MIN_CONFIDENCE": "1.5"})

@@ -731,3 +731,45 @@ def test_check_script_runs_fmt_and_pinned_checkov() -> None:
     assert "terraform fmt -check -recursive terraform" in script
     assert re.search(r'checkov"? -d terraform --framework terraform --skip-download --quiet --compact', script)
     assert ".venv-checkov" in script and "CHECKPOINT_DISABLE=1" in script
+
+
+# --------------------------------------------------------------------------- #
+# Model per function (fast, accurate, cascade)
+# --------------------------------------------------------------------------- #
+
+
+def test_each_function_serves_the_model_chosen_for_it() -> None:
+    models = TF["variable"]["function_models"]
+    assert models["default"] == dict.fromkeys(FUNCTIONS, "fast")
+    assert models.get("validation"), "function_models must be validated"
+    env = TF["locals"]["model_env"]
+    assert set(env) == {"fast", "accurate", "cascade"}
+    assert is_ref(env["fast"]["MODEL_DIR"], "local.model_dirs.fast")
+    assert is_ref(env["accurate"]["MODEL_DIR"], "local.model_dirs.accurate")
+    assert is_ref(env["cascade"]["MODEL_DIR"], "local.model_dirs.fast")
+    assert is_ref(env["cascade"]["CASCADE_MODEL_DIR"], "local.model_dirs.accurate")
+    assert "local.names.model_artifacts" in TF["locals"]["model_dirs"]
+    assert set(NAMES["model_artifacts"]) == {"fast", "accurate"}
+    for name in FUNCTIONS:
+        service = res("google_cloudfunctions2_function", name)["service_config"]
+        service = service[0] if isinstance(service, list) else service
+        assert f"local.function_model_env.{name}" in service["environment_variables"], name
+        lifecycle = res("google_cloudfunctions2_function", name)["lifecycle"]
+        conditions = [p["condition"] for block in lifecycle for p in block["precondition"]]
+        assert any(f"local.model_fits_tier.{name}" in c for c in conditions), f"{name}: no memory check for its model"
+
+
+def test_the_accurate_tier_is_sized_for_the_accurate_model() -> None:
+    accurate = TF["variable"]["tiers"]["default"]["accurate"]
+    mib = int(accurate["memory"][:-2]) * (1024 if accurate["memory"].endswith("Gi") else 1)
+    assert mib >= 2048 and float(accurate["cpu"]) >= 1
+    assert "2048" in TF["locals"]["model_fits_tier"], "the precondition and the tier must agree on 2Gi"
+
+
+def test_artifacts_no_function_serves_stay_out_of_the_source_zip() -> None:
+    assert "local.unserved_artifacts" in TF["locals"]["source_excludes"]
+    allow, deny = TF["locals"]["source_allow"], TF["locals"]["source_deny"]
+    unserved = [f"model_artifacts/{NAMES['model_artifacts']['accurate']}"]  # every function on "fast" (the default)
+    shipped = _archive_listing(ROOT, allow, [*deny, *unserved])
+    assert any(rel.startswith(f"model_artifacts/{NAMES['model_artifacts']['fast']}/") for rel in shipped)
+    assert not any(rel.startswith(unserved[0]) for rel in shipped)
