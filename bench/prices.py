@@ -42,6 +42,7 @@ NATURAL_LANGUAGE: dict[str, Any] = {
 TIERS: dict[str, dict[str, Any]] = {
     "http": {"vcpu": 2, "memory_gib": 2.0, "concurrency": 4},
     "standard": {"vcpu": 1, "memory_gib": 0.5, "concurrency": 1},
+    "accurate": {"vcpu": 1, "memory_gib": 2.0, "concurrency": 1},
 }
 
 

@@ -109,21 +109,24 @@ def compute_bound(results: dict[str, Any], flops: dict[str, float], rates: dict[
 
 
 def cost(results: dict[str, Any], sets: TextSets, tier_name: str, threads_all: int) -> dict[str, Any]:
-    tier = prices.TIERS[tier_name]
-    threads = "threads=1" if tier["vcpu"] == 1 else f"threads={min(tier['vcpu'], threads_all)}"
+    """USD per 1,000 reviews per variant, each priced on its own tier (the accurate tiers on ``accurate``)."""
     per: dict[str, Any] = {}
-    for key in ("ours_int8_http", "reference_http", "ours_int8", "reference"):
+    for key in ("ours_int8_http", "reference_http", "ours_int8", "reference", "ours_cascade", "ours_accurate"):
         v = results.get(key)
         if v is None:
             continue
+        name = v.get("tier") or tier_name
+        tier = prices.TIERS[name]
+        threads = "threads=1" if tier["vcpu"] == 1 else f"threads={min(tier['vcpu'], threads_all)}"
         tp = v.get("throughput_rps", {}).get(threads) or v.get("throughput_rps", {}).get(all_threads_key(v) or "")
         if not tp:
             continue
         batch = "32" if "32" in tp else largest_batch(tp)
-        per[key] = {"throughput_used": f"{threads}, batch {batch}",
+        per[key] = {"tier": name, "throughput_used": f"{threads}, batch {batch}",
                     f"{batch}_reviews_per_request": prices.cloud_run_per_1000(tp[batch], tier, int(batch or 1))}
         if "1" in tp:
             per[key]["1_review_per_request"] = prices.cloud_run_per_1000(tp["1"], tier, 1)
+    tier = prices.TIERS[tier_name]
     notes = [
         "LIST prices, USD, without free tiers or discounts; they change: check the sources.",
         "busy = instance billed only while computing (steady traffic); sparse = each request alone, billed "
@@ -292,7 +295,9 @@ def markdown(data: dict[str, Any]) -> str:
     files = data["sizes"]["model_file_mb"]
     lines.append("")
     lines.append(f"Model files: reference safetensors {files['reference']:.1f} MB, ours fp32 ONNX "
-                 f"{files['ours_fp32']:.1f} MB, ours int8 ONNX {files['ours_int8']:.1f} MB.")
+                 f"{files['ours_fp32']:.1f} MB, ours int8 ONNX {files['ours_int8']:.1f} MB"
+                 + (f", accurate tier int8 ONNX {files['ours_accurate']:.1f} MB." if "ours_accurate" in files
+                    else "."))
 
     cb = data["compute_bound"]
     flops = cb["flops_per_review"]
@@ -314,12 +319,12 @@ def markdown(data: dict[str, Any]) -> str:
     tier = cost_["tier"]
     lines += ["", f"## Cost per 1,000 reviews (Cloud Run tier '{tier['name']}': {tier['vcpu']} vCPU, "
               f"{tier['memory_gib']} GiB)", "",
-              "| Variant | Throughput used | Batched requests, busy / sparse (USD) | One review per request, "
-              "busy / sparse (USD) |", "|---|---|---:|---:|"]
+              "| Variant | Tier | Throughput used | Batched requests, busy / sparse (USD) | One review per request, "
+              "busy / sparse (USD) |", "|---|---|---|---:|---:|"]
     for key, row in cost_["per_1000_reviews_usd"].items():
         batched = next((val for name, val in row.items() if name.endswith("reviews_per_request")), None)
         single = row.get("1_review_per_request")
-        lines.append(f"| {key} | {row['throughput_used']} | "
+        lines.append(f"| {key} | {row.get('tier', tier['name'])} | {row['throughput_used']} | "
                      + (f"{batched['busy']:.4f} / {batched['sparse']:.4f}" if batched else "–") + " | "
                      + (f"{single['busy']:.4f} / {single['sparse']:.4f}" if single else "–") + " |")
     nl = cost_["natural_language_per_1000_reviews_usd"]

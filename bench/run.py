@@ -10,6 +10,8 @@ Variants, each measured in fresh processes of its own:
 - ours int8: the shipped artifact through ``shared.classifier``;
 - ours int8 HTTP: the real HTTP function (``main.classify_http``) served by functions-framework;
 - reference HTTP: the pipeline behind functions-framework (``bench/reference_app.py``), for HTTP vs HTTP;
+- ours accurate and ours cascade (where the accurate artifact exists): the mpnet tier alone, and the fast model
+  with the accurate one re-scoring what it is unsure of (``shared/cascade.py``), each priced on the accurate tier;
 - GPU variants (CUDA execution provider, torch on cuda) only where CUDA is available.
 
 See bench/README.md for what each figure means and how it is measured.
@@ -24,7 +26,6 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,65 +34,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import artifacts, compute, prices, report, sizes, texts  # noqa: E402
-from bench.serving import Server, import_check  # noqa: E402
+from bench.measure import QUIET_ENV, Bench, Progress  # noqa: E402
+from bench.serving import import_check  # noqa: E402
 from bench.stats import summary  # noqa: E402
+from bench.variants import MODES, Settings, Variant, variants_for  # noqa: E402
 from shared.cpu import kernel_family  # noqa: E402
 
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "review-sentiment-minilm"
 DEFAULT_INT8 = ROOT / "model_artifacts" / "review-sentiment-minilm"
 DEFAULT_FP32 = ROOT / "build" / "artifacts" / "review-sentiment-minilm-fp32"
-WORKER = ROOT / "bench" / "workers.py"
-HTTP_SOURCE = ROOT / "main.py"
-REFERENCE_SOURCE = ROOT / "bench" / "reference_app.py"
-QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-             "PYTHONWARNINGS": "ignore"}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How much of everything a run measures; the modes differ only in these counts."""
-
-    mode: str
-    per_class: int
-    agreement_extra: bool
-    cold_runs: int
-    latency_iterations: int
-    batch_latency_iterations: int
-    min_seconds: float
-    min_batches: int
-    batch_sizes: tuple[int, ...]
-    thread_sweep: bool
-    matmul_repeats: int
-
-
-MODES = {
-    "full": Settings("full", 32, True, 5, 300, 20, 3.0, 5, (1, 8, 32), True, 10),
-    "quick": Settings("quick", 32, False, 2, 30, 3, 0.5, 2, (1, 8, 32), True, 3),
-    "smoke": Settings("smoke", 3, False, 1, 3, 1, 0.0, 1, (1, 8), False, 1),
-}
-
-
-@dataclass(frozen=True)
-class Variant:
-    key: str
-    title: str
-    transport: str  # "process" or "http"
-    runtime: str  # "onnx" or "torch"
-    model: Path
-    precision: str  # "fp32" or "int8"
-    baseline: str  # the key of the reference it is compared with
-    provider: str = "cpu"
-
-
-class Progress:
-    """Timestamped progress lines on stderr (a full run takes minutes)."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        print(f"[{time.monotonic() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
+DEFAULT_ACCURATE = ROOT / "model_artifacts" / "review-sentiment-mpnet"
 
 def machine() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -114,162 +66,6 @@ def gpu_status() -> tuple[bool, str]:
                    "bench/requirements-gpu.txt, and a CUDA device); GPU columns skipped")
 
 
-def variants_for(args: argparse.Namespace, with_gpu: bool) -> list[Variant]:
-    out = [
-        Variant("reference", "Reference: transformers pipeline, fp32", "process", "torch", args.checkpoint, "fp32",
-                "reference"),
-        Variant("ours_fp32", "Ours fp32 (ONNX, shared classifier)", "process", "onnx", args.fp32, "fp32",
-                "reference"),
-        Variant("ours_int8", "Ours int8 (shipped artifact)", "process", "onnx", args.int8, "int8", "reference"),
-        Variant("reference_http", "Reference via HTTP (functions-framework)", "http", "torch", args.checkpoint,
-                "fp32", "reference_http"),
-        Variant("ours_int8_http", "Ours int8 via the HTTP function", "http", "onnx", args.int8, "int8",
-                "reference_http"),
-    ]
-    if with_gpu:
-        out += [
-            Variant("reference_cuda", "Reference on GPU (torch cuda)", "process", "torch", args.checkpoint, "fp32",
-                    "reference_cuda", "cuda"),
-            Variant("ours_fp32_cuda", "Ours fp32 on GPU (CUDA EP)", "process", "onnx", args.fp32, "fp32",
-                    "reference_cuda", "cuda"),
-        ]
-    if args.variants:
-        wanted = set(args.variants.split(","))
-        out = [v for v in out if v.key in wanted]
-    return out
-
-
-class Bench:
-    def __init__(self, args: argparse.Namespace, settings: Settings, progress: Progress) -> None:
-        self.args, self.settings, self.say = args, settings, progress
-        self.work = args.out_dir / "tmp" / "work" if args.out_dir.name != "tmp" else args.out_dir / "work"
-        self.work.mkdir(parents=True, exist_ok=True)
-        self.threads_all = len(os.sched_getaffinity(0))
-        self.max_length = int(compute.read_config(args.checkpoint).get("max_position_embeddings", 512))
-        self.fp32_self_check = bool((artifacts.manifest_of(args.fp32) or {}).get("self_check", {}).get("cases"))
-        self.runs = 0
-
-    # ------------------------------------------------------------------ plans
-    def plan(self, variant: Variant, sets: texts.TextSets, mode: str, threads: int) -> dict[str, Any]:
-        s = self.settings
-        plan: dict[str, Any] = {
-            "label": variant.key, "runtime": variant.runtime, "model": str(variant.model), "threads": threads,
-            "provider": variant.provider, "mode": mode, "first_text": sets.median[0], "max_length": self.max_length,
-            "self_check": self.fp32_self_check if variant.model == self.args.fp32 else True,
-        }
-        if mode in ("full", "throughput"):
-            plan["median"] = sets.median
-            plan["throughput"] = {"batch_sizes": list(s.batch_sizes), "min_seconds": s.min_seconds,
-                                  "min_batches": s.min_batches}
-        if mode == "full":
-            plan.update({"long": sets.long, "agreement": sets.agreement,
-                         "latency_iterations": s.latency_iterations,
-                         "batch_latency_iterations": s.batch_latency_iterations})
-        return plan
-
-    # ------------------------------------------------------------ in-process
-    def run_worker(self, variant: Variant, sets: texts.TextSets, mode: str, threads: int) -> dict[str, Any]:
-        self.runs += 1
-        plan_path = self.work / f"{variant.key}-{mode}-{threads}-{self.runs}.plan.json"
-        out_path = plan_path.with_suffix("").with_suffix(".out.json")
-        plan_path.write_text(json.dumps(self.plan(variant, sets, mode, threads)), encoding="utf-8")
-        out_path.unlink(missing_ok=True)
-        env = {**os.environ, **QUIET_ENV}
-        spawned = time.monotonic()
-        done = subprocess.run([sys.executable, str(WORKER), str(plan_path), str(out_path)], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=None, timeout=3600)
-        if done.returncode != 0 or not out_path.is_file():
-            raise RuntimeError(f"{variant.key} worker exited with {done.returncode} ({plan_path})")
-        result: dict[str, Any] = json.loads(out_path.read_text())
-        ts = result["timestamps"]
-        result["cold"] = {"total": ts["first_answer"] - spawned, "interpreter": ts["started"] - spawned,
-                          "imports": ts["imported"] - ts["started"], "load": ts["loaded"] - ts["imported"],
-                          "first_inference": ts["first_answer"] - ts["loaded"]}
-        return result
-
-    # ------------------------------------------------------------------ HTTP
-    def server(self, variant: Variant, threads: int | None = None) -> Server:
-        self.runs += 1
-        log = self.work / f"{variant.key}-{self.runs}.log"
-        if variant.runtime == "onnx":
-            # INFO: the function logs each request's latency; the first one's is the model load + first inference
-            env = {"MODEL_DIR": str(variant.model), "EXECUTION_PROVIDER": variant.provider, "LOG_LEVEL": "INFO"}
-            if threads:
-                env["ORT_INTRA_OP_THREADS"] = str(threads)
-            return Server(HTTP_SOURCE, "classify_http", env, log)
-        env = {**QUIET_ENV, "BENCH_CHECKPOINT": str(variant.model), "BENCH_MAX_LENGTH": str(self.max_length),
-               "BENCH_DEVICE": variant.provider}
-        if threads:
-            env["BENCH_THREADS"] = str(threads)
-        return Server(REFERENCE_SOURCE, "classify_http", env, log)
-
-    def http_cold(self, server: Server, sets: texts.TextSets) -> dict[str, float]:
-        server.start()
-        total = server.first_answer([sets.median[0]])
-        first_request = (server.first_request_ms() or float("nan")) / 1000
-        return {"total": total, "first_request": first_request, "server_start": total - first_request}
-
-    def run_http(self, variant: Variant, sets: texts.TextSets, mode: str) -> dict[str, Any]:
-        server = self.server(variant)
-        try:
-            result: dict[str, Any] = {"cold": self.http_cold(server, sets)}
-            result["memory_mb"] = {"after_first_answer": server.memory()}
-            if mode != "full":
-                return result
-            started = time.perf_counter()
-            server.labels(sets.long)
-            result["long_batch_seconds"] = round(time.perf_counter() - started, 3)
-            result["memory_mb"]["after_long_batch"] = server.memory()
-            peak = result["memory_mb"]["after_long_batch"]["serving_process"]["VmHWM"]
-            self.say(f"      {variant.key}: batch of {len(sets.long)} long reviews in "
-                     f"{result['long_batch_seconds']:.2f} s, serving process peak RSS {peak:.0f} MB")
-            result["labels"] = [label for start in range(0, len(sets.agreement), 32)
-                                for label in server.labels(sets.agreement[start:start + 32])]
-            result["latency_ms"] = {
-                "single": self._http_latencies(server, sets.median, 1, self.settings.latency_iterations),
-                "batch32": self._http_latencies(server, sets.median, 32, self.settings.batch_latency_iterations),
-            }
-            result["throughput"] = {str(size): self._http_throughput(variant, server, sets.median, size)
-                                    for size in self.settings.batch_sizes}
-            result["memory_mb"]["end"] = server.memory()
-            return result
-        finally:
-            server.stop()
-
-    @staticmethod
-    def _batches(items: list[str], size: int, count: int) -> list[list[str]]:
-        return [[items[(i * size + j) % len(items)] for j in range(size)] for i in range(count)]
-
-    def _http_latencies(self, server: Server, items: list[str], size: int, iterations: int) -> list[float]:
-        out = []
-        for batch in self._batches(items, size, iterations):
-            started = time.perf_counter()
-            server.labels(batch)
-            out.append((time.perf_counter() - started) * 1000)
-        return out
-
-    def _http_throughput(self, variant: Variant, server: Server, items: list[str], size: int) -> dict[str, float]:
-        s = self.settings
-        server.labels(self._batches(items, size, 1)[0])
-        done, started, elapsed = 0, time.perf_counter(), 0.0
-        while done < s.min_batches or elapsed < s.min_seconds:
-            server.labels(self._batches(items, size, done + 1)[done])
-            done += 1
-            elapsed = time.perf_counter() - started
-        self.say(f"      {variant.key}: batch {size}: {done * size / elapsed:.1f} reviews/s")
-        return {"reviews_per_second": round(done * size / elapsed, 2), "batches": done, "seconds": round(elapsed, 3)}
-
-    # ------------------------------------------------------------------ runs
-    def cold_only(self, variant: Variant, sets: texts.TextSets) -> dict[str, float]:
-        if variant.transport == "http":
-            server = self.server(variant)
-            try:
-                return self.http_cold(server, sets)
-            finally:
-                server.stop()
-        return dict(self.run_worker(variant, sets, "cold", self.threads_all)["cold"])
-
-
 def summarize_variant(variant: Variant, full: dict[str, Any], colds: list[dict[str, float]],
                       one_thread: dict[str, Any] | None, threads_all: int) -> dict[str, Any]:
     samples = [*colds, full["cold"]]
@@ -277,8 +73,10 @@ def summarize_variant(variant: Variant, full: dict[str, Any], colds: list[dict[s
     out: dict[str, Any] = {
         "title": variant.title, "transport": "HTTP (functions-framework)" if variant.transport == "http"
         else "in-process", "runtime": variant.runtime, "precision": variant.precision,
-        "provider": variant.provider, "model": str(variant.model.relative_to(ROOT) if variant.model.is_relative_to(
-            ROOT) else variant.model), "baseline": variant.baseline,
+        "provider": variant.provider, "tier": variant.tier,
+        "cascade": str(variant.cascade) if variant.cascade else None,
+        "model": str(variant.model.relative_to(ROOT) if variant.model.is_relative_to(ROOT) else variant.model),
+        "baseline": variant.baseline,
         "cold_start_s": {part: summary([s[part] for s in samples]) for part in parts},
         "memory_mb": full.get("memory_mb", {}),
         "facts": full.get("facts", {}),
@@ -348,7 +146,9 @@ def model_sizes(args: argparse.Namespace) -> dict[str, float]:
                   if p.suffix in (".safetensors", ".bin") and p.is_file())
     return {"reference": round(weights / 1e6, 1),
             "ours_fp32": round((args.fp32 / "model.onnx").stat().st_size / 1e6, 1),
-            "ours_int8": round((args.int8 / "model.onnx").stat().st_size / 1e6, 1)}
+            "ours_int8": round((args.int8 / "model.onnx").stat().st_size / 1e6, 1),
+            **({"ours_accurate": round((args.accurate / "model.onnx").stat().st_size / 1e6, 1)}
+               if (args.accurate / "model.onnx").is_file() else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Hugging Face checkpoint folder the reference serves and fp32 is built from")
     parser.add_argument("--int8", type=Path, default=DEFAULT_INT8, help="the shipped int8 artifact folder")
     parser.add_argument("--fp32", type=Path, default=DEFAULT_FP32, help="fp32 artifact folder (built if missing)")
+    parser.add_argument("--accurate", type=Path, default=DEFAULT_ACCURATE,
+                        help="the accurate tier's artifact: measured alone and as the cascade's second tier "
+                             "(skipped when the folder has no manifest)")
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="where latest.{json,md,png} go (default bench/results; smoke: bench/results/tmp)")
     group = parser.add_mutually_exclusive_group()
@@ -374,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                            **({"cold_runs": args.cold_runs} if args.cold_runs else {}),
                            **({"latency_iterations": args.latency_iterations} if args.latency_iterations else {})})
     args.out_dir = (args.out_dir or (ROOT / "bench" / "results" / ("tmp" if args.smoke else ""))).resolve()
-    args.checkpoint, args.int8, args.fp32 = (p.resolve() for p in (args.checkpoint, args.int8, args.fp32))
+    args.checkpoint, args.int8, args.fp32, args.accurate = (
+        p.resolve() for p in (args.checkpoint, args.int8, args.fp32, args.accurate))
     say = Progress()
     if not (args.checkpoint / "config.json").is_file():
         print(f"no Hugging Face checkpoint at {args.checkpoint}: pass --checkpoint FOLDER (config.json, "

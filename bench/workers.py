@@ -57,13 +57,24 @@ def load(plan: dict[str, Any]) -> tuple[Classify, dict[str, Any]]:
     """Load the model; returns a labels-only classify function and facts about the loaded runtime."""
     threads = int(plan["threads"])
     if plan["runtime"] == "onnx":
-        from shared.classifier import Classifier
+        from shared.classifier import Classifier, Labeler
 
-        classifier = Classifier.load(Path(plan["model"]), threads=threads, provider=plan.get("provider", "cpu"),
-                                     self_check=bool(plan.get("self_check", True)))
+        def open_model(folder: str) -> Classifier:
+            return Classifier.load(Path(folder), threads=threads, provider=plan.get("provider", "cpu"),
+                                   self_check=bool(plan.get("self_check", True)))
+
+        classifier = open_model(plan["model"])
+        labeler: Labeler = classifier
+        if plan.get("cascade"):  # as shared.classifier builds it from CASCADE_MODEL_DIR, with the configured policy
+            from shared.cascade import Cascade, CascadePolicy
+            from shared.config import load_settings
+
+            settings = load_settings({})
+            labeler = Cascade(classifier, lambda: open_model(plan["cascade"]), CascadePolicy(
+                settings.cascade_min_confidence, (settings.followup_unsure_min, settings.followup_high_priority)))
 
         def classify_onnx(texts: Sequence[str]) -> list[str]:
-            return [p.label for p in classifier.classify(texts)]
+            return [p.label for p in labeler.classify(texts)]
 
         import onnxruntime
 

@@ -21,11 +21,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tests.tiny_bert import WORDS, make_tiny_checkpoint  # noqa: E402
+from tests.tiny_bert import WORDS, make_tiny_checkpoint, make_tiny_mpnet_checkpoint  # noqa: E402
 from tools import build_artifact  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {"reference", "ours_fp32", "ours_int8", "reference_http", "ours_int8_http"}
+VARIANTS = {"reference", "ours_fp32", "ours_int8", "reference_http", "ours_int8_http", "ours_accurate",
+            "ours_cascade"}
 
 
 def test_bench_smoke_runs_every_variant_and_writes_the_report(tmp_path: Path) -> None:
@@ -38,9 +39,15 @@ def test_bench_smoke_runs_every_variant_and_writes_the_report(tmp_path: Path) ->
                          str(tmp_path / "build-fp32"), "--name", "tiny", "--version", "0.0.1", "--max-length", "32",
                          "--stride", "8", "--head", "8", "--parity-texts", str(held_out)])
 
+    accurate = tmp_path / "accurate"  # the accurate tier's shape (MPNet), tiny
+    make_tiny_mpnet_checkpoint(tmp_path / "mpnet-ckpt")
+    build_artifact.main(["--checkpoint", str(tmp_path / "mpnet-ckpt"), "--out", str(accurate), "--fp32-out",
+                         str(tmp_path / "mpnet-fp32"), "--name", "tiny-mpnet", "--max-length", "32", "--stride", "8",
+                         "--head", "8", "--families"])
+
     # fp32 is missing on purpose: the benchmark must build it from the checkpoint
     run = subprocess.run([sys.executable, "bench/run.py", "--smoke", "--checkpoint", str(checkpoint), "--int8",
-                          str(int8), "--fp32", str(fp32), "--out-dir", str(out)],
+                          str(int8), "--fp32", str(fp32), "--accurate", str(accurate), "--out-dir", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stderr[-4000:]
 
@@ -67,6 +74,10 @@ def test_bench_smoke_runs_every_variant_and_writes_the_report(tmp_path: Path) ->
     assert sizes["reference_runtime"]["mib"] > sizes["ours_runtime"]["mib"] > 0
     assert data["compute_bound"]["matmul"]["gflops"]
     assert data["cost"]["per_1000_reviews_usd"]["ours_int8_http"]
+    # the accurate model and the cascade are priced on the tier sized for them
+    assert {data["cost"]["per_1000_reviews_usd"][k]["tier"] for k in ("ours_accurate", "ours_cascade")} == {"accurate"}
+    assert data["variants"]["ours_cascade"]["cascade"] == str(accurate)
+    assert data["sizes"]["model_file_mb"]["ours_accurate"] > 0
     assert {t["target"] for t in data["targets"]} >= {"HTTP cold start", "int8 agrees with fp32"}
     markdown = (out / "latest.md").read_text()
     assert "| Metric |" in markdown and "## Targets" in markdown and "cloud.google.com" in markdown
