@@ -55,3 +55,20 @@ def test_model_card_tabulates_ablations_side_by_side() -> None:
     assert "| split | with our corpus | movie sources left out |" in lines
     assert "| IMDB reviews (Maas et al.) | 0.830 / 0.830 | 0.680 / 0.640 |" in lines
     assert ablation_table({}) == []
+
+
+def test_model_card_leads_with_leave_domains_out_and_says_when_it_is_incomplete() -> None:
+    from tools.model_card import lodo_table, render
+
+    fold = {"domains": ["a", "b"], "n": 40, "polarity_accuracy": 0.9, "macro_f1": 0.8}
+    lodo = {"recipe": "fast", "scale": 0.25, "folds": {"fold0": fold, "fold1": {**fold, "polarity_accuracy": 0.7}},
+            "mean_polarity_accuracy": 0.8, "worst_polarity_accuracy": 0.7, "mean_macro_f1": 0.8,
+            "worst_macro_f1": 0.8, "complete": False}
+    lines = lodo_table({"leave_domains_out": lodo})
+    assert "2 of 4 folds (incomplete)" in lines[0] and "scale 0.25" in lines[0]
+    assert any("**0.800** (worst fold 0.700)" in line for line in lines)
+    assert "| fold1 | a, b | 40 | 0.700 | 0.800 |" in lines
+    report = {"splits": {"imdb": {"model": {"n": 10, "polarity_accuracy": 0.9, "macro_f1": 0.9, "accuracy": 0.9}}}}
+    card = render({"evaluation": {"int8": report, "leave_domains_out": lodo}})
+    assert card.index("Leave-domains-out") < card.index("every held-out split")
+    assert lodo_table({}) == []
