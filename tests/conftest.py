@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from local.emulators import FirestoreEmulator, FunctionServer, PubSubEmulator
+from shared.classifier import Labeler
 
 PROJECT = "reviewsense-test"
 
@@ -65,3 +66,22 @@ def start_function_server(emulator_log_dir: Path) -> Iterator[StartServer]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def configured_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Labeler]]:
+    """The process-wide model as an environment configures it (``configure(MODEL_DIR=...)``); afterwards the
+    environment, the settings and the model are the defaults again."""
+    from shared import classifier, config
+
+    def configure(**env: str) -> Labeler:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        config.get_settings.cache_clear()
+        classifier.reset_for_tests()
+        return classifier.get_classifier()
+
+    yield configure
+    monkeypatch.undo()
+    config.get_settings.cache_clear()
+    classifier.reset_for_tests()

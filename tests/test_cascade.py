@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from shared import classifier as model
 from shared.cascade import Cascade, CascadePolicy
-from shared.classifier import Classifier
+from shared.classifier import Classifier, Labeler
 from shared.config import DEFAULT_MODEL_DIR, load_settings
 from shared.errors import SelfCheckError
 
@@ -104,19 +104,8 @@ def test_a_second_tier_that_cannot_load_degrades_to_the_fast_answer(fast: Classi
 
 
 def test_cascade_model_dir_makes_the_process_model_a_cascade(second_dir: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CASCADE_MODEL_DIR", str(second_dir))
-    monkeypatch.setenv("CASCADE_MIN_CONFIDENCE", "0.75")
-    from shared import config
-
-    config.get_settings.cache_clear()
-    model.reset_for_tests()
-    try:
-        labeler = model.get_classifier()
-        assert isinstance(labeler, Cascade)
-        assert labeler.policy == CascadePolicy(0.75, (0.55, 0.95))
-    finally:
-        monkeypatch.delenv("CASCADE_MODEL_DIR")
-        config.get_settings.cache_clear()
-        model.reset_for_tests()
+                                                             configured_model: Callable[..., Labeler]) -> None:
+    labeler = configured_model(CASCADE_MODEL_DIR=str(second_dir), CASCADE_MIN_CONFIDENCE="0.75")
+    assert isinstance(labeler, Cascade)
+    assert labeler.policy == CascadePolicy(0.75, (0.55, 0.95))
     assert load_settings({}).cascade_model_dir is None

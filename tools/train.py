@@ -83,8 +83,23 @@ def base_checkpoint_dir() -> Path:
 @dataclass(frozen=True)
 class Example:
     text: str
-    label: int
+    label: int  # -1: unlabelled (learned from the teacher's soft label only)
     source: str
+    soft: tuple[float, ...] | None = None  # the teacher's probabilities (tools/soft_labels.py)
+
+
+def with_soft_labels(examples: list[Example], path: Path) -> tuple[list[Example], dict[str, Any]]:
+    """Attach the teacher's probabilities to the sample and add the file's unlabelled reviews."""
+    rows = {r["text"]: r for r in read_jsonl(path)}
+    out = [Example(e.text, e.label, e.source, tuple(rows[e.text]["teacher"]) if e.text in rows else None)
+           for e in examples]
+    unlabelled = [Example(r["text"], -1, r["source"], tuple(r["teacher"])) for r in rows.values() if r["label"] is None]
+    covered = sum(e.soft is not None for e in out)
+    info = {"file": str(path), "labelled_covered": covered, "labelled_total": len(out), "unlabelled": len(unlabelled)}
+    if covered < len(out):
+        print(f"warning: {len(out) - covered} of {len(out)} training texts have no soft label in {path} "
+              "(made for another recipe or seed?); they learn from gold only", file=sys.stderr)
+    return out + unlabelled, info
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -118,6 +133,26 @@ def load_mix(data_dir: Path, corpus_dir: Path | None, exclude: set[str], seed: i
         counts[CORPUS_SOURCE] = len(rows)
         counts[f"{CORPUS_SOURCE}_repeats"] = corpus_repeats
     return examples, counts
+
+
+def distillation_loss(logits: Any, target: Any, teacher: Any, has_teacher: Any, weight: float) -> Any:
+    """(1 - weight) x cross-entropy on gold labels + weight x KL(teacher || student) where the teacher answered.
+
+    Unlabelled rows (target -1) count only in the KL term; rows without a soft label only in the gold one."""
+    import torch
+    import torch.nn.functional as F
+
+    log_student = F.log_softmax(logits, dim=-1)
+    gold = target >= 0
+    zero = logits.sum() * 0.0
+    ce = F.nll_loss(log_student[gold], target[gold]) if bool(gold.any()) else zero
+    if bool(has_teacher.any()):
+        t = teacher[has_teacher].clamp_min(1e-8)
+        kl = (t * (t.log() - log_student[has_teacher])).sum(-1).mean()
+    else:
+        kl = zero
+    loss: torch.Tensor = (1 - weight) * ce + weight * kl
+    return loss
 
 
 def head_tail(ids: list[int], budget: int, head: int) -> list[int]:
@@ -171,6 +206,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ckpt-every", type=int, default=100)
+    parser.add_argument("--soft-labels", type=Path, default=None,
+                        help="distil: the accurate model's probabilities (tools/soft_labels.py) mixed with gold")
+    parser.add_argument("--distill-weight", type=float, default=0.5,
+                        help="with --soft-labels: weight of the teacher's KL term against gold cross-entropy")
     parser.add_argument("--qat", action="store_true",
                         help="train through simulated int8 (tools/qat.py) so the int8 artifact keeps fp32's labels")
     parser.add_argument("--qat-consistency", type=float, default=0.0,
@@ -180,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.qat_consistency and not args.qat:
         parser.error("--qat-consistency needs --qat")
+    if args.soft_labels and args.qat:
+        parser.error("--soft-labels and --qat are not combined")
 
     import torch
     from tqdm import tqdm
@@ -196,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     corpus = None if args.no_corpus else args.corpus
     domains = frozenset(d for d in args.exclude_domains.split(",") if d)
     examples, counts = load_mix(args.data, corpus, exclude, args.seed, mix, args.corpus_repeats, domains)
+    distill: dict[str, Any] | None = None
+    if args.soft_labels:
+        examples, distill = with_soft_labels(examples, args.soft_labels)
     print(f"training sample: {len(examples)} examples {counts}", flush=True)
 
     encoded = tokenizer([e.text for e in examples], add_special_tokens=False, truncation=False)["input_ids"]
@@ -203,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     inputs = [[cls_id, *head_tail(ids, budget, args.head), sep_id] for ids in encoded]
     labels = [e.label for e in examples]
+    soft = [e.soft or (0.0,) * len(LABELS) for e in examples]
+    has_soft = [e.soft is not None for e in examples]
 
     epochs_int = math.ceil(args.epochs)
     plan: list[list[int]] = []
@@ -266,8 +312,13 @@ def main(argv: list[str] | None = None) -> None:
             ids[row, :len(inputs[i])] = torch.tensor(inputs[i])
             mask[row, :len(inputs[i])] = 1
         target = torch.tensor([labels[i] for i in batch])
-        out = model(input_ids=ids, attention_mask=mask, labels=target)
-        loss = out.loss
+        if distill is None:
+            out = model(input_ids=ids, attention_mask=mask, labels=target)
+            loss = out.loss
+        else:
+            out = model(input_ids=ids, attention_mask=mask)
+            loss = distillation_loss(out.logits, target, torch.tensor([soft[i] for i in batch]),
+                                     torch.tensor([has_soft[i] for i in batch]), args.distill_weight)
         if args.qat and args.qat_consistency > 0:
             with float_path(model):
                 float_out = model(input_ids=ids, attention_mask=mask, labels=target)
@@ -296,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         "train_counts": counts,
         "excluded_sources": sorted(exclude),
         "examples": len(examples),
+        "distillation": distill and {**distill, "weight": args.distill_weight},
         "steps": total_steps,
         "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "seconds_this_run": round(time.time() - started, 1),
