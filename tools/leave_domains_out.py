@@ -13,6 +13,8 @@ train.py's (``--recipe``), so a fold differs from the shipped model only by the 
 
     python tools/leave_domains_out.py --recipe fast --out build/lodo/fast [--scale 1.0] [--folds 0 1 2 3]
     python tools/leave_domains_out.py --recipe accurate --out ~/.cache/reviewsense/lodo/accurate
+    python tools/leave_domains_out.py --recipe distilled --teachers ~/.cache/reviewsense/lodo/accurate \
+        --out ~/.cache/reviewsense/lodo/distilled
     python tools/leave_domains_out.py --recipe fast --out build/lodo/fast \
         --attach model_artifacts/review-sentiment-minilm
 """
@@ -36,6 +38,7 @@ from tools.train import RECIPES
 
 FOLDS = 4
 SPLITS = ("train", "dev", "eval")
+DISTILLED = "distilled"  # the fast recipe taught by the accurate recipe's model of the same fold
 
 
 def domains(corpus: Path) -> list[str]:
@@ -61,10 +64,25 @@ def evaluate(model_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return metrics([LABEL_ID[r["label"]] for r in rows], probs)
 
 
+def distillation(args: argparse.Namespace, k: int, held_out: list[str], scale: float, work: Path) -> list[str]:
+    """Soft labels for fold ``k`` from the accurate recipe's fold-``k`` model, which never saw these domains either
+    (a teacher trained on every domain would leak the held-out ones into the student)."""
+    if args.teachers is None:
+        sys.exit("--recipe distilled needs --teachers: the accurate recipe's leave-domains-out folder")
+    teacher = args.teachers / f"fold{k}" / "artifact"
+    if not (teacher / "manifest.json").is_file():
+        sys.exit(f"{teacher}: no teacher for fold {k}; run the accurate recipe's leave-domains-out first")
+    soft = work / "soft.jsonl"
+    run([sys.executable, "tools/soft_labels.py", "--teacher", str(teacher), "--out", str(soft), "--scale", str(scale),
+         "--exclude-domains", ",".join(held_out), "--unlabelled", str(args.unlabelled)])
+    return ["--soft-labels", str(soft)]
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     py = sys.executable
     all_folds = folds(domains(args.corpus))
-    scale = args.scale if args.scale is not None else RECIPES[args.recipe].get("scale", 1.0)
+    recipe = "fast" if args.recipe == DISTILLED else args.recipe
+    scale = args.scale if args.scale is not None else RECIPES[recipe].get("scale", 1.0)
     result: dict[str, Any] = {"recipe": args.recipe, "scale": scale, "folds": {}}
     for k in args.folds:
         held_out = all_folds[k]
@@ -73,8 +91,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if not report.is_file():
             checkpoint = work / "train" / "final"
             if not checkpoint.is_dir():
-                run([py, "tools/train.py", "--recipe", args.recipe, "--out", str(work / "train"),
-                     "--scale", str(scale), "--exclude-domains", ",".join(held_out)])
+                extra = distillation(args, k, held_out, scale, work) if args.recipe == DISTILLED else []
+                run([py, "tools/train.py", "--recipe", recipe, "--out", str(work / "train"),
+                     "--scale", str(scale), "--exclude-domains", ",".join(held_out), *extra])
             fp32 = work / "artifact-fp32"
             if not (fp32 / "manifest.json").is_file():
                 run([py, "tools/build_artifact.py", "--checkpoint", str(checkpoint), "--out", str(work / "artifact"),
@@ -95,7 +114,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default="fast", choices=sorted(RECIPES))
+    parser.add_argument("--recipe", default="fast", choices=sorted([*RECIPES, DISTILLED]))
+    parser.add_argument("--teachers", type=Path, default=None,
+                        help="distilled: the accurate recipe's leave-domains-out folder (its fold models teach)")
+    parser.add_argument("--unlabelled", type=int, default=5000,
+                        help="distilled: unlabelled IMDB training reviews the teacher labels per fold")
     parser.add_argument("--corpus", type=Path, default=Path("data/reviews/splits"))
     parser.add_argument("--scale", type=float, default=None,
                         help="train.py --scale (default: the recipe's own, what `make model` ships)")
