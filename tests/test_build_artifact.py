@@ -107,3 +107,25 @@ def test_a_tokenizer_without_a_wrapping_template_is_refused(tmp_path: Path) -> N
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="opening and one closing"):
         Classifier.load(out, self_check=False)
+
+
+def test_a_failed_build_leaves_the_served_artifact_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Builds go to a folder beside the target and replace it only once every check passed."""
+    out = build_tiny(tmp_path, make_tiny_checkpoint)
+    (out / build_artifact.CARD).write_text("written by people\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(build_artifact, "PARITY_MIN_AGREEMENT", 1.01)  # no build can pass: the gate fails
+    with pytest.raises(SystemExit, match="parity failed"):
+        build_artifact.main(["--checkpoint", str(tmp_path / "ckpt"), "--out", str(out), "--fp32-out",
+                             str(tmp_path / "fp32"), "--name", "tiny", "--version", "9.9.9", "--max-length", "32",
+                             "--stride", "8", "--head", "8", "--families"])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact", "ckpt", "fp32"], "no staging folder is left"
+    Classifier.load(out)  # still served
+
+    monkeypatch.setattr(build_artifact, "PARITY_MIN_AGREEMENT", 0.99)
+    build_artifact.main(["--checkpoint", str(tmp_path / "ckpt"), "--out", str(out), "--fp32-out",
+                         str(tmp_path / "fp32"), "--name", "tiny", "--version", "9.9.9", "--max-length", "32",
+                         "--stride", "8", "--head", "8", "--families"])
+    assert load_manifest(out).version == "9.9.9" and (out / build_artifact.CARD).read_text() == "written by people\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact", "ckpt", "fp32"]

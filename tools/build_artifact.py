@@ -216,13 +216,46 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     meta_path = checkpoint / "training_meta.json"
     provenance = json.loads(meta_path.read_text()) if meta_path.is_file() else {"checkpoint": str(checkpoint)}
     card = (out / CARD).read_text(encoding="utf-8") if (out / CARD).is_file() else None  # written by people
-    for folder in (out, fp32_dir):
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
+    final_out, final_fp32 = out, fp32_dir
+    # build beside the targets and swap only after every check passed: a failed build leaves the served artifact
+    out, fp32_dir = (staging(folder) for folder in (final_out, final_fp32))
     if card is not None:
         (out / CARD).write_text(card, encoding="utf-8")
+    try:
+        manifest = build_into(args, checkpoint, out, fp32_dir, labels, policy, provenance)
+    except BaseException:
+        for folder in (out, fp32_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    for folder, target in ((out, final_out), (fp32_dir, final_fp32)):
+        swap_in(folder, target)
+    print(f"artifact ready: {final_out} ({manifest['size_bytes'] / 1e6:.1f} MB int8), fp32 kept in {final_fp32}")
+    return manifest
 
+
+def staging(target: Path) -> Path:
+    """An empty folder beside ``target`` (same file system, so the swap is a rename)."""
+    folder = target.with_name(f".{target.name}.building")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def swap_in(built: Path, target: Path) -> None:
+    """Replace ``target`` with ``built``: two renames, the old folder removed only once the new one is in place."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    built.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_into(args: argparse.Namespace, checkpoint: Path, out: Path, fp32_dir: Path, labels: list[str],
+               policy: LongTextPolicy, provenance: dict[str, Any]) -> dict[str, Any]:
+    """Steps 1-5 into fresh folders; raises (or exits) on the first failed check."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         step(f"1/5 export {checkpoint} to ONNX")
@@ -280,7 +313,6 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
                               "quantization": {"method": "none (fp32 reference)"},
                               "size_bytes": (fp32_dir / "model.onnx").stat().st_size})
     Classifier.load(out)  # the runtime's own verification: hash, labels, self-check
-    print(f"artifact ready: {out} ({manifest['size_bytes'] / 1e6:.1f} MB int8), fp32 kept in {fp32_dir}")
     return manifest
 
 
