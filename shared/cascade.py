@@ -9,13 +9,13 @@ threshold is chosen on our dev split (``tools/cascade.py``). Each review is rout
 its label does not depend on what else is in its batch.
 
 The accurate model loads on the first review that needs it, not at cold start. If it cannot load (a broken artifact,
-a refused self-check) the cascade keeps answering with the fast model, says so once in the logs, and records in each
-prediction which model answered: degraded, never down.
+a refused self-check) the cascade keeps answering with the fast model, logs each failed attempt (retried after the
+process-wide backoff, ``shared/process_wide.py``), and records in each prediction which model answered: degraded,
+never down.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +25,7 @@ import numpy.typing as npt
 from shared import logs
 from shared.classifier import Classifier, Prediction, predictions
 from shared.errors import ArtifactError, ConfigError, ProviderUnavailableError
+from shared.process_wide import ProcessWide
 
 NEGATIVE = "negative"
 
@@ -44,9 +45,8 @@ class Cascade:
         self.fast = fast
         self.policy = policy
         self._load_accurate = load_accurate
-        self._accurate: Classifier | None = None
-        self._accurate_error: str | None = None
-        self._lock = threading.Lock()
+        self._accurate: ProcessWide[Classifier] = ProcessWide(self._load_checked)
+        self._failures_logged = 0
         self._negative = fast.labels.index(NEGATIVE)
 
     @property
@@ -55,8 +55,8 @@ class Cascade:
 
     @property
     def model_info(self) -> dict[str, str]:
-        accurate = self._accurate
-        second = accurate.model_info if accurate else {"name": "accurate tier", "version": "not loaded"}
+        second = (self._accurate.get().model_info if self._accurate.loaded
+                  else {"name": "accurate tier", "version": "not loaded"})
         return {"name": f"{self.fast.model_info['name']}+{second['name']}",
                 "version": f"{self.fast.model_info['version']}+{second['version']}"}
 
@@ -68,23 +68,23 @@ class Cascade:
                                          | ((negative >= low) & (negative < high)))
         return routed
 
+    def _load_checked(self) -> Classifier:
+        accurate = self._load_accurate()
+        if accurate.labels != self.fast.labels:
+            raise ArtifactError(f"the accurate model's labels {accurate.labels} differ from the fast model's "
+                                f"{self.fast.labels}")
+        return accurate
+
     def accurate(self) -> Classifier | None:
-        """The accurate model, loaded on first need; None (and logged once) when it cannot load."""
-        if self._accurate is not None or self._accurate_error is not None:
-            return self._accurate
-        with self._lock:
-            if self._accurate is None and self._accurate_error is None:
-                try:
-                    accurate = self._load_accurate()
-                    if accurate.labels != self.fast.labels:
-                        raise ArtifactError(f"the accurate model's labels {accurate.labels} differ from the fast "
-                                            f"model's {self.fast.labels}")
-                    self._accurate = accurate
-                except (ArtifactError, ProviderUnavailableError) as exc:
-                    self._accurate_error = exc.message
-                    logs.error("accurate model unavailable; the cascade answers with the fast model alone",
-                               code=exc.code, detail=exc.message)
-        return self._accurate
+        """The accurate model, loaded on first need; None (each failed attempt logged) when it cannot load."""
+        try:
+            return self._accurate.get()
+        except (ArtifactError, ProviderUnavailableError) as exc:
+            if self._accurate.failures != self._failures_logged:
+                self._failures_logged = self._accurate.failures
+                logs.error("accurate model unavailable; the cascade answers with the fast model alone",
+                           code=exc.code, detail=exc.message, failed_attempts=self._failures_logged)
+            return None
 
     def scored(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.float32], list[dict[str, str]]]:
         """Probabilities per text and the model that answered each."""

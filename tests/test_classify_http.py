@@ -19,6 +19,7 @@ import yaml
 from functions_framework import create_app
 
 from shared import classifier as model
+from shared.classifier import Classifier
 from shared.config import DEFAULT_MODEL_DIR, PROJECT_ROOT, get_settings
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "docs" / "openapi.yaml").read_text())
@@ -157,10 +158,20 @@ def test_broken_artifact_is_503_not_a_stack_trace(client: Any, monkeypatch: pyte
     monkeypatch.setenv("MODEL_DIR", str(broken))
     get_settings.cache_clear()
     model.reset_for_tests()
+    loads: list[int] = []
+    real_load = Classifier.load
+
+    def counting_load(*args: Any, **kwargs: Any) -> Classifier:
+        loads.append(1)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "load", staticmethod(counting_load))
     try:
-        status, body = call(client, "POST", json={"review": "great"})
-        assert (status, body["error"]["code"]) == (503, "bad_artifact")
-        assert "Traceback" not in body["error"]["message"]
+        for _ in range(5):
+            status, body = call(client, "POST", json={"review": "great"})
+            assert (status, body["error"]["code"]) == (503, "bad_artifact")
+            assert "Traceback" not in body["error"]["message"]
+        assert loads == [1], "a failed load is remembered for a backoff, not paid again by every request"
     finally:
         model.reset_for_tests()
 
