@@ -8,12 +8,12 @@ must share; the handler only hands over method, headers and body.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from shared.config import Settings
 from shared.errors import InvalidInputError, PayloadTooLargeError
+from shared.untrusted_json import UntrustedJSONError, check_text, loads
 
 ALLOWED_METHODS = ("GET", "POST")
 
@@ -42,6 +42,10 @@ def _check_texts(texts: list[Any], settings: Settings) -> list[str]:
             raise InvalidInputError(f"review {i} is a {type(text).__name__}, not a string", code="not_a_string")
         if not text.strip():
             raise InvalidInputError(f"review {i} is empty", code="empty_review")
+        try:
+            check_text(text, f"review {i}")
+        except UntrustedJSONError as exc:
+            raise InvalidInputError(str(exc), code="invalid_text") from None
         if len(text) > settings.max_review_chars:
             raise PayloadTooLargeError(
                 f"review {i} has {len(text)} characters; at most {settings.max_review_chars}")
@@ -63,9 +67,9 @@ def parse_post(content_type: str | None, body: bytes, settings: Settings) -> lis
         raise InvalidInputError(f"content type {mime or 'none'!r} is not supported; send application/json",
                                 code="unsupported_content_type")
     try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"body is not valid UTF-8 JSON: {exc}", code="malformed_json") from None
+        payload = loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, UntrustedJSONError) as exc:
+        raise InvalidInputError(f"body is not UTF-8 JSON we accept: {exc}", code="malformed_json") from None
     if not isinstance(payload, dict):
         raise InvalidInputError("body must be a JSON object with 'review' or 'reviews'", code="wrong_shape")
     if ("review" in payload) == ("reviews" in payload):

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from shared import untrusted_json
 from shared.errors import InvalidInputError
 
 REVIEW_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -186,8 +187,8 @@ def read_message(data: object, event_id: str | None = None, event_time: str | No
                  now: datetime | None = None) -> PubSubMessage:
     """The envelope of a ``messagePublished`` CloudEvent; raises ``RejectedMessage`` if it is not one."""
     if isinstance(data, bytes | str):
-        with contextlib.suppress(ValueError):
-            data = json.loads(data)
+        with contextlib.suppress(ValueError):  # UntrustedJSONError and UnicodeDecodeError are ValueErrors
+            data = untrusted_json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
     message = data.get("message") if isinstance(data, Mapping) else None
     subscription = data.get("subscription") if isinstance(data, Mapping) else None
     body: Mapping[str, Any] = message if isinstance(message, Mapping) else {}
@@ -251,9 +252,10 @@ def parse_review(message: PubSubMessage, max_chars: int) -> ReviewEvent:
     except UnicodeDecodeError as exc:
         raise RejectedMessage(RejectReason.NOT_UTF8, f"payload is not UTF-8 (byte {exc.start})", message) from None
     try:
-        payload = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise RejectedMessage(RejectReason.NOT_JSON, f"payload is not JSON ({str(exc)[:120]})", message) from None
+        payload = untrusted_json.loads(text)
+    except untrusted_json.UntrustedJSONError as exc:
+        raise RejectedMessage(RejectReason.NOT_JSON, f"payload is not JSON we accept ({str(exc)[:160]})",
+                              message) from None
     if not isinstance(payload, dict):
         raise RejectedMessage(RejectReason.BAD_SCHEMA, f"payload must be a JSON object, not {type(payload).__name__}",
                               message)

@@ -96,6 +96,13 @@ def test_get_one_review(client: Any) -> None:
     ({"json": {"review": "   \n "}}, "empty_review"),
     ({"json": {"reviews": []}}, "empty_batch"),
     ({"json": ["a", "b"]}, "wrong_shape"),
+    # hostile JSON: each of these was a 500 before (RecursionError, ValueError, TypeError in the tokenizer)
+    ({"data": "[" * 100_000, "content_type": "application/json"}, "malformed_json"),
+    ({"data": '{"review": "hi", "n": ' + "9" * 100_000 + "}", "content_type": "application/json"},
+     "malformed_json"),
+    ({"data": '{"review": "\\ud800 hi"}', "content_type": "application/json"}, "malformed_json"),
+    ({"data": '{"review": "a", "review": "b"}', "content_type": "application/json"}, "malformed_json"),
+    ({"data": '{"review": NaN}', "content_type": "application/json"}, "malformed_json"),
 ])
 def test_post_bad_input_is_400(client: Any, kwargs: dict[str, Any], code: str) -> None:
     status, body = call(client, "POST", **kwargs)

@@ -160,3 +160,17 @@ def test_deliveries_are_totally_ordered_by_publish_time_then_numeric_message_id(
     t1, t2 = "2026-01-01T00:00:00.000001Z", "2026-01-01T00:00:00.000002Z"
     assert order_key(t1, "999") < order_key(t2, "1")
     assert order_key(t1, "9") < order_key(t1, "10")
+
+
+@pytest.mark.parametrize(("raw", "detail"), [
+    (b"[" * 100_000, "nests deeper"),
+    (b'{"review_id": "r1", "text": "hi", "n": ' + b"9" * 100_000 + b"}", "characters; at most"),
+    (b'{"review_id": "r1", "text": "\\ud800 hi"}', "lone surrogate"),
+    (b'{"review_id": "r1", "text": "a", "text": "b"}', "appears twice"),
+    (b'{"review_id": "r1", "text": "hi", "metadata": ' + b'{"a": ' * 600 + b"1" + b"}" * 600 + b"}", "nests deeper"),
+])
+def test_hostile_payloads_are_kept_as_rejections_not_retried(raw: bytes, detail: str) -> None:
+    """Each of these crashed the handler before (so Pub/Sub retried it five times and dead-lettered it)."""
+    rejected = rejection(event_data(None, raw=raw))
+    assert rejected.reason is RejectReason.NOT_JSON
+    assert detail in rejected.message
