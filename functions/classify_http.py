@@ -15,7 +15,7 @@ import functions_framework
 
 from shared import classifier as model
 from shared import logs
-from shared.classify_request import check_api_key, check_method, parse_get, parse_post
+from shared.classify_request import check_api_key, check_compute, check_method, parse_get, parse_post
 from shared.config import get_settings
 from shared.errors import ArtifactError, InvalidInputError, ProviderUnavailableError, ReviewsenseError
 
@@ -45,6 +45,7 @@ def classify_http(request: flask.Request) -> flask.Response:
             raw = request.stream.read(settings.max_body_bytes + 1)
             texts = parse_post(request.content_type, raw, settings)
         classifier = model.get_classifier()
+        check_compute(sum(len(classifier.windows(text)) for text in texts), settings)
         results = classifier.classify(texts)
     except InvalidInputError as exc:
         headers = {"Allow": "GET, POST"} if exc.status == 405 else None

@@ -60,6 +60,10 @@ class Cascade:
         return {"name": f"{self.fast.model_info['name']}+{second['name']}",
                 "version": f"{self.fast.model_info['version']}+{second['version']}"}
 
+    def windows(self, text: str) -> list[list[int]]:
+        """The fast model's windows: every review pays them; the accurate ones only for the routed few."""
+        return self.fast.windows(text)
+
     def unsure(self, probabilities: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
         """Which rows of fast-model probabilities the accurate model must re-score."""
         low, high = self.policy.negative_band

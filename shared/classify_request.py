@@ -52,6 +52,14 @@ def _check_texts(texts: list[Any], settings: Settings) -> list[str]:
     return texts
 
 
+def check_compute(windows: int, settings: Settings) -> None:
+    """A request under every size limit can still ask for minutes of CPU (64 long reviews); bound its windows."""
+    if windows > settings.max_windows_per_request:
+        raise PayloadTooLargeError(
+            f"these reviews make {windows} model windows (about 200 words each); one request may ask for at most "
+            f"{settings.max_windows_per_request}: send fewer or shorter reviews per request")
+
+
 def parse_get(args: Mapping[str, str], settings: Settings) -> list[str]:
     if "review" not in args:
         raise InvalidInputError("missing query parameter 'review'", code="missing_field")

@@ -49,6 +49,7 @@ class Settings:
     max_review_chars: int
     max_batch: int
     max_body_bytes: int
+    max_windows_per_request: int
     api_key: str | None
     reviews_collection: str
     followups_collection: str
@@ -133,6 +134,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_review_chars=_int(env, "MAX_REVIEW_CHARS", 5000),
         max_batch=_int(env, "MAX_BATCH", 64),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_000_000),
+        # the compute one HTTP request may ask for: 64 reviews of 4,800 characters are about 380 windows (44 s of
+        # CPU); 128 windows are about 7 s on one vCPU with the fast model
+        max_windows_per_request=_int(env, "MAX_WINDOWS_PER_REQUEST", 128),
         api_key=_optional(env, "API_KEY"),
         reviews_collection=_text(env, "REVIEWS_COLLECTION", n["reviews_collection"]),
         followups_collection=_text(env, "FOLLOWUPS_COLLECTION", n["followups_collection"]),
