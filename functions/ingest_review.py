@@ -1,4 +1,10 @@
-"""``ingest_review``: label reviews published to Pub/Sub (``google.cloud.pubsub.topic.v1.messagePublished``).
+"""``ingest_review``: label reviews published to Pub/Sub; the push endpoint of the ingestion subscription.
+
+An HTTP function, not a CloudEvent one: Terraform (and the local stack) point our own push subscription (retry and
+dead-letter policy) at it, and functions-framework's conversion of a push body into a CloudEvent answers 400 to a
+message that carries attributes but no data, before any code of ours runs, so such a message was retried and
+dead-lettered instead of kept. Reading the push envelope ourselves (``shared.review_event.read_message``) puts
+every message, however malformed, through the same validation and rejection.
 
 Thin by design: ``shared.review_event`` decides what is a valid review, ``shared.store``
 writes it exactly once, ``shared.classifier`` labels it. What this module decides is
@@ -25,13 +31,13 @@ from __future__ import annotations
 
 import time
 
+import flask
 import functions_framework
-from cloudevents.http import CloudEvent
 
 from shared import classifier as model
 from shared import logs, store
 from shared.config import get_settings
-from shared.review_event import PubSubMessage, RejectedMessage, RejectReason, parse_event
+from shared.review_event import PubSubMessage, RejectedMessage, RejectReason, parse_event, read_message
 
 
 def _classify(text: str) -> store.Label:
@@ -54,28 +60,36 @@ def _reject(message: PubSubMessage, reason: RejectReason, detail: str) -> None:
                publish_time=message.publish_time, stored=stored)
 
 
-@functions_framework.cloud_event
-def ingest_review(cloud_event: CloudEvent) -> None:
+@functions_framework.http
+def ingest_review(request: flask.Request) -> tuple[str, int]:
+    body = request.get_data(cache=False)
     try:
-        _ingest(cloud_event)
-    except Exception as exc:  # log with the delivery's id, then raise: the push answers 5xx and is retried
-        fields = {"event_id": cloud_event.get("id"), "error": repr(exc)[:500]}
+        _ingest(body)
+    except Exception as exc:  # log with the delivery, then raise: the push answers 5xx and is retried
+        fields = {"message_id": _message_id(body), "error": repr(exc)[:500]}
         if isinstance(exc, _transient_errors()):
             logs.warning("transient failure; Pub/Sub will redeliver", **fields)
         else:
             logs.error("ingestion failed; Pub/Sub will redeliver, then dead-letter", **fields)
         raise
+    return "", 204
 
 
-def _ingest(cloud_event: CloudEvent) -> None:
+def _message_id(body: bytes) -> str | None:
+    try:
+        return read_message(body).message_id
+    except Exception:  # only for the log line of a delivery that already failed
+        return None
+
+
+def _ingest(body: bytes) -> None:
     from google.api_core.exceptions import InvalidArgument
 
     started = time.perf_counter()
     settings = get_settings()
     cold = not model.is_loaded()
     try:
-        event = parse_event(cloud_event.data, settings.max_review_chars, event_id=cloud_event.get("id"),
-                            event_time=cloud_event.get("time"))
+        event = parse_event(body, settings.max_review_chars)
     except RejectedMessage as exc:
         _reject(exc.pubsub_message, exc.reason, exc.message)
         return

@@ -81,7 +81,7 @@ def terminal_entries(server: FunctionServer) -> dict[str, list[dict[str, Any]]]:
 
 
 def transient_failures(server: FunctionServer) -> Counter[str]:
-    return Counter(str(e.get("event_id")) for e in server.structured_logs()
+    return Counter(str(e.get("message_id")) for e in server.structured_logs()
                    if e.get("message") == "transient failure; Pub/Sub will redeliver")
 
 
@@ -106,6 +106,9 @@ def push_body(data: bytes | str, message_id: str, publish_time: str,
     return {"subscription": f"projects/{PROJECT}/subscriptions/direct",
             "message": {"data": encoded, "attributes": attributes or {}, "messageId": message_id,
                         "publishTime": publish_time}}
+
+
+ACK = 204  # a success answer to a push: Pub/Sub acknowledges the message
 
 
 def post(server: FunctionServer, body: dict[str, Any]) -> int:
@@ -363,7 +366,7 @@ def test_concurrent_redeliveries_of_one_message_give_one_label(
 
     with ThreadPoolExecutor(len(bodies)) as pool:
         statuses = list(pool.map(deliver, bodies))
-    assert statuses == [200] * len(bodies)
+    assert statuses == [ACK] * len(bodies)
 
     db = clean_firestore.client()
     reviews = {s.id: s for s in db.collection(NAMES["reviews_collection"]).stream()}
@@ -387,9 +390,9 @@ def test_out_of_order_redelivery_never_rolls_an_edit_back(
         clean_firestore: FirestoreEmulator, ingest_server: FunctionServer, reference: Classifier) -> None:
     first = push_body(payload("order-1", review_text(1)), "7300000", "2026-04-02T10:00:00.000Z")
     edit = push_body(payload("order-1", review_text(1, edited=True)), "7300001", "2026-04-02T10:05:00.000Z")
-    assert post(ingest_server, first) == 200
-    assert post(ingest_server, edit) == 200
-    assert post(ingest_server, first) == 200  # late redelivery of the original: stale, ignored
+    assert post(ingest_server, first) == ACK
+    assert post(ingest_server, edit) == ACK
+    assert post(ingest_server, first) == ACK  # late redelivery of the original: stale, ignored
     doc = clean_firestore.client().collection(NAMES["reviews_collection"]).document("order-1").get().to_dict() or {}
     assert_labeled(doc, review_text(1, edited=True), reference)
     assert doc["edited"] is True and doc["edit_count"] == 1
@@ -402,11 +405,22 @@ def test_undecodable_envelopes_are_kept_once_and_acknowledged(
         clean_firestore: FirestoreEmulator, ingest_server: FunctionServer) -> None:
     """Pub/Sub never pushes bad base64 itself, but a corrupted envelope must still be kept, once."""
     body = push_body("!!not base64!!", "7400000", "2026-04-03T10:00:00.000Z", {"k": "v"})
-    assert post(ingest_server, body) == 200
-    assert post(ingest_server, body) == 200  # redelivered poison: acknowledged again, not failed
+    assert post(ingest_server, body) == ACK
+    assert post(ingest_server, body) == ACK  # redelivered poison: acknowledged again, not failed
     doc = clean_firestore.client().collection(NAMES["rejected_collection"]).document("7400000").get().to_dict() or {}
     assert doc["reason_code"] == "bad_base64"
     assert doc["raw"] == "!!not base64!!" and doc["raw_truncated"] is False
     assert doc["attributes"] == {"k": "v"}
     stored_flags = [e["stored"] for e in terminal_entries(ingest_server)["7400000"]]
     assert stored_flags == [True, False]
+
+
+def test_a_message_with_attributes_and_no_data_is_kept_as_a_rejection(
+        clean_firestore: FirestoreEmulator, ingest_server: FunctionServer) -> None:
+    """functions-framework answered 400 to such a push before our code ran: retried, then dead-lettered."""
+    body = {"subscription": f"projects/{PROJECT}/subscriptions/direct",
+            "message": {"attributes": {"review_id": "r-attr"}, "messageId": "7500000",
+                        "publishTime": "2026-04-04T10:00:00.000Z"}}
+    assert post(ingest_server, body) == ACK
+    doc = clean_firestore.client().collection(NAMES["rejected_collection"]).document("7500000").get().to_dict() or {}
+    assert doc["reason_code"] == "empty_payload" and doc["attributes"] == {"review_id": "r-attr"}

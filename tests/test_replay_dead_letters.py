@@ -79,7 +79,7 @@ def test_dead_lettered_reviews_are_replayed_once_the_model_serves(
         counts: dict[str, int] = {}
         for entry in broken.structured_logs():
             if entry.get("message") == FAILED:
-                counts[str(entry.get("event_id"))] = counts.get(str(entry.get("event_id")), 0) + 1
+                counts[str(entry.get("message_id"))] = counts.get(str(entry.get("message_id")), 0) + 1
         return counts
 
     wait_until(lambda: all(failures().get(i, 0) >= attempts for i in ids), "every delivery to fail")
