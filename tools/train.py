@@ -281,21 +281,21 @@ def main(argv: list[str] | None = None) -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = args.out / "checkpoint.pt"
-    start = 0
+    start, earlier_seconds = 0, 0.0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        start = state["step"]
+        start, earlier_seconds = state["step"], float(state.get("seconds", 0.0))
         print(f"resuming from step {start}/{total_steps}", flush=True)
 
     def save(step: int) -> None:
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "step": step}, tmp)
+                    "step": step, "seconds": earlier_seconds + time.time() - started}, tmp)
         tmp.replace(ckpt)
 
     model.train()
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         "distillation": distill and {**distill, "weight": args.distill_weight},
         "steps": total_steps,
         "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "seconds_this_run": round(time.time() - started, 1),
+        "training_seconds": round(earlier_seconds + time.time() - started, 1),  # over every resumed run
         "torch": torch.__version__,
     }
     (final / "training_meta.json").write_text(json.dumps(meta, indent=2))
