@@ -80,6 +80,10 @@ def parse_post(content_type: str | None, body: bytes, settings: Settings) -> lis
         raise InvalidInputError(f"body is not UTF-8 JSON we accept: {exc}", code="malformed_json") from None
     if not isinstance(payload, dict):
         raise InvalidInputError("body must be a JSON object with 'review' or 'reviews'", code="wrong_shape")
+    unknown = sorted(set(payload) - {"review", "reviews"})
+    if unknown:
+        raise InvalidInputError(f"unknown field {unknown[0][:40]!r}: send only 'review' or 'reviews'",
+                                code="unknown_field")
     if ("review" in payload) == ("reviews" in payload):
         raise InvalidInputError("send exactly one of 'review' (a string) or 'reviews' (a list of strings)",
                                 code="missing_field")
