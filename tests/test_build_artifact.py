@@ -115,10 +115,11 @@ def test_a_failed_build_leaves_the_served_artifact_as_it_was(tmp_path: Path, mon
     (out / build_artifact.CARD).write_text("written by people\n")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     monkeypatch.setattr(build_artifact, "PARITY_MIN_AGREEMENT", 1.01)  # no build can pass: the gate fails
-    with pytest.raises(SystemExit, match="parity failed"):
+    with pytest.raises(SystemExit) as refused:
         build_artifact.main(["--checkpoint", str(tmp_path / "ckpt"), "--out", str(out), "--fp32-out",
                              str(tmp_path / "fp32"), "--name", "tiny", "--version", "9.9.9", "--max-length", "32",
                              "--stride", "8", "--head", "8", "--families"])
+    assert refused.value.code == build_artifact.PARITY_FAILED
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact", "ckpt", "fp32"], "no staging folder is left"
     Classifier.load(out)  # still served

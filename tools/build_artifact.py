@@ -44,6 +44,7 @@ from tools import emulate, quantize
 
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]  # the ones an encoder's forward() accepts are kept
 PARITY_MIN_AGREEMENT = 0.99
+PARITY_FAILED = 3  # the exit status of a build refused by the parity gate (tools/release_model.sh tells it apart)
 CARD = "MODEL_CARD.md"
 SELF_CHECK_TEXTS = [
     "Absolutely love it, works perfectly.",
@@ -297,8 +298,9 @@ def build_into(args: argparse.Namespace, checkpoint: Path, out: Path, fp32_dir: 
     report, fp32_probs = parity(fp32, int8, texts)
     print(json.dumps(report), flush=True)
     if float(report["argmax_agreement"]) < PARITY_MIN_AGREEMENT:
-        sys.exit(f"parity failed: int8 agrees with fp32 on {report['argmax_agreement']:.2%} of labels "
-                 f"(< {PARITY_MIN_AGREEMENT:.0%}); the artifact in {out} must not ship")
+        print(f"parity failed: int8 agrees with fp32 on {report['argmax_agreement']:.2%} of labels "
+              f"(< {PARITY_MIN_AGREEMENT:.0%}); this build must not ship", file=sys.stderr)
+        sys.exit(PARITY_FAILED)
 
     step("5/5 self-check cases on every kernel family, and the manifest")
     texts = [*SELF_CHECK_TEXTS, *borderline_texts(texts, fp32_probs)]

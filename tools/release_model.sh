@@ -14,9 +14,12 @@ RECIPE=${RECIPE:-fast}
 RUNS=${RUNS:-$HOME/.cache/reviewsense}
 case $RECIPE in
   fast) NAME=review-sentiment-minilm; VERSION=${VERSION:-1.1.0}; TRAIN=build/train/main; LIMIT=500; REPORT_LIMIT=2000
-        PARITY_LIMIT=1500 ;;
+        PARITY_LIMIT=1500; FINAL_FAMILIES=() ;;
+  # the accurate tier's self-check is recorded on this CPU's family only: mpnet under qemu-x86_64 ran for over 27
+  # minutes on one family without finishing; other families get the wider unmeasured tolerance (int8_weights computes
+  # in fp32, and the fast model with the same scheme measured its families 4.2e-7 apart)
   accurate) NAME=review-sentiment-mpnet; VERSION=${VERSION:-1.0.0}; TRAIN=$RUNS/train/accurate; LIMIT=200
-            REPORT_LIMIT=500; PARITY_LIMIT=600; SKIP_ABLATIONS=1 ;;
+            REPORT_LIMIT=500; PARITY_LIMIT=600; SKIP_ABLATIONS=1; FINAL_FAMILIES=(--families) ;;
   *) echo "RECIPE must be fast or accurate" >&2; exit 2 ;;
 esac
 OUT=model_artifacts/$NAME
@@ -34,8 +37,10 @@ $PY tools/evaluate.py select --model "$OUT" --limit "$LIMIT" --out "$EVAL/select
 read -r STRATEGY HEAD STRIDE AGG BIAS < <($PY -c "
 import json; s = json.load(open('$EVAL/selection.json')); p = s['long_text']
 print(p['strategy'], p['head'], p['stride'], p['aggregate'], ','.join(map(str, s['class_bias'])))")
-if ! $PY tools/build_artifact.py "${BUILD[@]}" --strategy "$STRATEGY" --head "$HEAD" \
-    --stride "$STRIDE" --aggregate "$AGG" --class-bias="$BIAS"; then
+status=0
+$PY tools/build_artifact.py "${BUILD[@]}" "${FINAL_FAMILIES[@]}" --strategy "$STRATEGY" --head "$HEAD" \
+  --stride "$STRIDE" --aggregate "$AGG" --class-bias="$BIAS" || status=$?
+if [ "$status" = 3 ]; then  # tools/build_artifact.py PARITY_FAILED; any other failure stops the release
   # The dev-chosen biases move more decisions next to a class boundary, where int8 and fp32 can disagree; when
   # that breaks the 99% parity gate, ship without them and record why in the selection.
   echo "the dev-chosen class biases ($BIAS) break the int8 parity gate: building without them"
@@ -45,8 +50,10 @@ s['rejected_class_bias'] = s['class_bias']; s['class_bias'] = [0.0, 0.0, 0.0]
 s['class_bias_note'] = 'dev-chosen biases broke the int8/fp32 parity gate (99% label agreement); not applied'
 json.dump(s, open(p, 'w'), indent=2)"
   BIAS=0,0,0
-  $PY tools/build_artifact.py "${BUILD[@]}" --strategy "$STRATEGY" --head "$HEAD" \
+  $PY tools/build_artifact.py "${BUILD[@]}" "${FINAL_FAMILIES[@]}" --strategy "$STRATEGY" --head "$HEAD" \
     --stride "$STRIDE" --aggregate "$AGG" --class-bias="$BIAS"
+elif [ "$status" != 0 ]; then
+  exit "$status"
 fi
 $PY tools/evaluate.py report --model "$OUT" --selection "$EVAL/selection.json" --limit "$REPORT_LIMIT" \
   --out "$EVAL/int8.json"
