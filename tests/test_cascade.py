@@ -109,3 +109,29 @@ def test_cascade_model_dir_makes_the_process_model_a_cascade(second_dir: Path,
     assert isinstance(labeler, Cascade)
     assert labeler.policy == CascadePolicy(0.75, (0.55, 0.95))
     assert load_settings({}).cascade_model_dir is None
+
+
+def test_the_threshold_tool_chooses_on_dev_and_reports_every_tier(tmp_path: Path) -> None:
+    """tools/cascade.py end to end on two shipped-shape artifacts (the fast one twice, under two names)."""
+    pytest.importorskip("torch")
+    from tools import cascade as tool
+
+    second = tmp_path / "second"
+    shutil.copytree(DEFAULT_MODEL_DIR, second)
+    manifest = json.loads((second / "manifest.json").read_text())
+    manifest["name"] = "second-tier"
+    (second / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "cascade"
+    tool.main(["--fast", str(DEFAULT_MODEL_DIR), "--accurate", str(second), "--data", str(tmp_path / "no-data"),
+               "--out", str(out)])
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [g["min_confidence"] for g in report["grid"]] == tool.GRID
+    assert report["min_confidence"] in tool.GRID
+    # identical tiers: every threshold is within a point of the accurate model, so the lowest one is chosen
+    assert report["min_confidence"] == tool.GRID[0]
+    for where in ("dev", "held_out"):
+        assert set(report[where]["mean_ms_per_review"]) == {"fast", "cascade", "accurate"}
+        assert 0 <= report[where]["routed_fraction"] <= 1
+        assert "customer_reviews" in report[where]["splits"]
+    assert all(report["peak_rss_mib"][t] > 50 for t in ("fast", "cascade", "accurate"))
+    assert "| cascade |" in out.with_suffix(".md").read_text()
