@@ -126,7 +126,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Dev macro-F1 of our reviews per threshold (routed fraction of all dev texts):", "",
               "| min_confidence | macro-F1 | routed |", "|---|---|---|"]
     lines += [f"| {g['min_confidence']} | {g['macro_f1']:.3f} | {g['routed_fraction']:.0%} |" for g in report["grid"]]
-    lines += ["", f"Command: `{report['command']}`", ""]
+    lines += ["", f"Command: `{report['command']}`. {report['cpus']} CPUs, load average "
+              f"{report['load_average_at_start']} at start, {report['load_average_at_end']} at end: latencies measured "
+              "beside other work are inflated alike for every tier; compare tiers, not machines.", ""]
     return "\n".join(lines)
 
 
@@ -139,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
     args = parser.parse_args(argv)
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     settings = load_settings({})
     band = (settings.followup_unsure_min, settings.followup_high_priority)
     fast = Classifier.load(args.fast, threads=1)
@@ -171,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
             "accurate": peak_rss({"MODEL_DIR": str(args.accurate)}, sample),
         },
         "command": "python tools/cascade.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
