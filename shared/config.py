@@ -22,7 +22,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 NAMES_FILE = PACKAGE_DIR / "names.json"
 # Chosen on our dev split by tools/cascade.py (bench/results/cascade.md): re-score below this top probability.
-CASCADE_MIN_CONFIDENCE = 0.9
+CASCADE_MIN_CONFIDENCE = 0.85
 
 
 @lru_cache(maxsize=1)

@@ -37,13 +37,17 @@ GRID = [round(x, 2) for x in np.arange(0.50, 1.001, 0.05)]
 WITHIN = 0.01  # macro-F1 the cascade may give up against the accurate model alone
 DEV = {"customer_reviews": None, "amazon": 160, "imdb": 150, "pang_lee": 75}
 HELD_OUT = {"customer_reviews": None, "amazon": 300, "imdb": 300}
+# VmHWM, not getrusage's ru_maxrss: Linux carries a forked parent's peak across exec into ru_maxrss, so every probe
+# started by this (large) process reported the parent's peak
 RSS_PROBE = """
-import json, resource, sys
+import json, sys
+from pathlib import Path
 from shared.classifier import get_classifier
 labeler = get_classifier()
 labeler.classify(json.loads(sys.argv[1]))
 getattr(labeler, "accurate", lambda: None)()  # a cascade at its peak holds both models
-print(json.dumps({"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
+print(json.dumps({"peak_rss_mib": round(int(hwm.split()[1]) / 1024, 1)}))
 """
 
 
@@ -104,6 +108,16 @@ def peak_rss(env: dict[str, str], texts: list[str]) -> float:
     return value
 
 
+def peak_rss_per_tier(args: argparse.Namespace, min_confidence: float) -> dict[str, float]:
+    sample = [r["text"] for r in dataset("customer_reviews", args.data, args.corpus, "eval", None)[:40]]
+    return {
+        "fast": peak_rss({"MODEL_DIR": str(args.fast)}, sample),
+        "cascade": peak_rss({"MODEL_DIR": str(args.fast), "CASCADE_MODEL_DIR": str(args.accurate),
+                             "CASCADE_MIN_CONFIDENCE": str(min_confidence)}, sample),
+        "accurate": peak_rss({"MODEL_DIR": str(args.accurate)}, sample),
+    }
+
+
 def markdown(report: dict[str, Any]) -> str:
     held = report["held_out"]
     lines = [
@@ -139,7 +153,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path("build/data"))
     parser.add_argument("--corpus", type=Path, default=Path("data/reviews/splits"))
     parser.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
+    parser.add_argument("--rss-only", action="store_true",
+                        help="re-measure only the peak memory of an existing OUT.json (minutes less)")
     args = parser.parse_args(argv)
+    if args.rss_only:
+        report = json.loads(args.out.with_suffix(".json").read_text())
+        report["peak_rss_mib"] = peak_rss_per_tier(args, report["min_confidence"])
+        args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(markdown(report))
+        print(markdown(report))
+        return
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     settings = load_settings({})
@@ -158,7 +181,6 @@ def main(argv: list[str] | None = None) -> None:
     chosen = (min(good, key=lambda g: g["min_confidence"]) if good else max(grid, key=lambda g: g["macro_f1"]))
     policy = CascadePolicy(chosen["min_confidence"], band)
     held = scored(fast, accurate, HELD_OUT, args.data, args.corpus, "eval")
-    sample = [r["text"] for r in dataset("customer_reviews", args.data, args.corpus, "eval", None)[:40]]
     report = {
         "fast": f"{fast.model_info['name']} {fast.model_info['version']}",
         "accurate": f"{accurate.model_info['name']} {accurate.model_info['version']}",
@@ -167,12 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         "grid": grid,
         "dev": tiers(Cascade(fast, lambda: accurate, policy), dev),
         "held_out": tiers(Cascade(fast, lambda: accurate, policy), held),
-        "peak_rss_mib": {
-            "fast": peak_rss({"MODEL_DIR": str(args.fast)}, sample),
-            "cascade": peak_rss({"MODEL_DIR": str(args.fast), "CASCADE_MODEL_DIR": str(args.accurate),
-                                 "CASCADE_MIN_CONFIDENCE": str(policy.min_confidence)}, sample),
-            "accurate": peak_rss({"MODEL_DIR": str(args.accurate)}, sample),
-        },
+        "peak_rss_mib": peak_rss_per_tier(args, policy.min_confidence),
         "command": "python tools/cascade.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cpus": len(os.sched_getaffinity(0)),
         "load_average_at_start": load_at_start,
