@@ -94,7 +94,7 @@ class Cascade:
         """Probabilities per text and the model that answered each."""
         probabilities = self.fast.probabilities(texts)
         models = [self.fast.model_info] * len(texts)
-        routed = np.flatnonzero(self.unsure(probabilities)) if len(texts) else np.zeros(0, dtype=np.int64)
+        routed = np.flatnonzero(self.unsure(probabilities))
         accurate = self.accurate() if len(routed) else None
         if accurate is not None:
             probabilities[routed] = accurate.probabilities([texts[int(i)] for i in routed])
