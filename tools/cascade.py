@@ -124,7 +124,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Cascade: fast {report['fast']} -> accurate {report['accurate']}",
         "",
         f"Threshold chosen on development splits: re-score when the fast model's top probability is below "
-        f"**{report['min_confidence']}** or its negative probability lies in {report['negative_band']} "
+        f"**{report['min_confidence']}** or its negative probability lies in [{report['negative_band'][0]}, "
+        f"{report['negative_band'][1]}) "
         f"(the follow-up band). Rule: {report['rule']}.",
         "",
         "| tier | held-out reviews routed | mean ms / review (1 thread) | peak RSS MiB | "
