@@ -69,9 +69,8 @@ def load(plan: dict[str, Any]) -> tuple[Classify, dict[str, Any]]:
             from shared.cascade import Cascade, CascadePolicy
             from shared.config import load_settings
 
-            settings = load_settings({})
-            labeler = Cascade(classifier, lambda: open_model(plan["cascade"]), CascadePolicy(
-                settings.cascade_min_confidence, (settings.followup_unsure_min, settings.followup_high_priority)))
+            labeler = Cascade(classifier, lambda: open_model(plan["cascade"]),
+                              CascadePolicy.configured(load_settings({})))
 
         def classify_onnx(texts: Sequence[str]) -> list[str]:
             return [p.label for p in labeler.classify(texts)]

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from shared import logs
 from shared.classifier import Classifier, Prediction, predictions
+from shared.config import Settings
 from shared.errors import ArtifactError, ConfigError, ProviderUnavailableError
 from shared.process_wide import ProcessWide
 
@@ -34,6 +35,12 @@ NEGATIVE = "negative"
 class CascadePolicy:
     min_confidence: float  # re-score when the fast model's top probability is below this
     negative_band: tuple[float, float]  # ... or when its negative probability lies in [low, high)
+
+    @classmethod
+    def configured(cls, settings: Settings, min_confidence: float | None = None) -> CascadePolicy:
+        """The configured threshold (or ``min_confidence``) and the follow-up band, unsure minimum to high priority."""
+        threshold = settings.cascade_min_confidence if min_confidence is None else min_confidence
+        return cls(threshold, (settings.followup_unsure_min, settings.followup_high_priority))
 
 
 class Cascade:

@@ -297,9 +297,7 @@ def _load_configured() -> Labeler:
     from shared.cascade import Cascade, CascadePolicy
 
     cascade_dir = settings.cascade_model_dir
-    policy = CascadePolicy(settings.cascade_min_confidence,
-                           (settings.followup_unsure_min, settings.followup_high_priority))
-    return Cascade(fast, lambda: load(cascade_dir), policy)
+    return Cascade(fast, lambda: load(cascade_dir), CascadePolicy.configured(settings))
 
 
 _instance: ProcessWide[Labeler] = ProcessWide(_load_configured)

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     settings = load_settings({})
-    band = (settings.followup_unsure_min, settings.followup_high_priority)
+    band = CascadePolicy.configured(settings).negative_band
     fast = Classifier.load(args.fast, threads=1)
     accurate = Classifier.load(args.accurate, threads=1)
     dev = scored(fast, accurate, DEV, args.data, args.corpus, "dev")
