@@ -37,6 +37,7 @@ import functions_framework
 from shared import classifier as model
 from shared import logs, store
 from shared.config import get_settings
+from shared.errors import ContentionError
 from shared.review_event import PubSubMessage, RejectedMessage, RejectReason, parse_event, read_message
 
 
@@ -51,7 +52,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     from google.api_core import exceptions as api
 
     return (api.ServiceUnavailable, api.DeadlineExceeded, api.Aborted, api.InternalServerError, api.RetryError,
-            api.TooManyRequests, api.GatewayTimeout, store.ContentionError)
+            api.TooManyRequests, api.GatewayTimeout, ContentionError)
 
 
 def _reject(message: PubSubMessage, reason: RejectReason, detail: str) -> None:

@@ -113,9 +113,9 @@ def document_name(project: str, path: str, database: str = "(default)") -> str:
 
 def written_event(project: str, old: DocumentSnapshot | None, new: DocumentSnapshot | None, *,
                   base64_body: bool = True, event_id: str | None = None,
-                  database: str = "(default)") -> tuple[dict[str, str], bytes]:
+                  database: str = "(default)", time: datetime | None = None) -> tuple[dict[str, str], bytes]:
     """Headers and body of a binary-mode ``document.written`` CloudEvent, as the emulator
-    (``base64_body=True``) or Eventarc (raw protobuf) sends it."""
+    (``base64_body=True``) or Eventarc (raw protobuf) sends it; ``time``: when the write happened (now)."""
     from google.events.cloud.firestore_v1.types import DocumentEventData
 
     message = DocumentEventData.pb(DocumentEventData())
@@ -132,7 +132,7 @@ def written_event(project: str, old: DocumentSnapshot | None, new: DocumentSnaps
         "ce-source": f"//firestore.googleapis.com/projects/{project}/databases/{database}",
         "ce-id": event_id or str(uuid.uuid4()),
         "ce-subject": f"documents/{path}",
-        "ce-time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ce-time": (time or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "ce-datacontenttype": "application/protobuf",
         "ce-dataschema": DATASCHEMA,
         "ce-project": project,

@@ -24,7 +24,7 @@ Why these choices:
   first ``curl`` fast and turns an unusable artifact into one clear line instead of
   every review retrying into the dead-letter topic.
 - The sample run waits for outcomes, not for time: every sample ends as a labeled review
-  or a rejected event, and every follow-up that ``shared.followups.decide`` calls for (the
+  or a rejected event, and every follow-up that ``shared.followup_rule.decide`` calls for (the
   product's own rule) is in Firestore, notified when open, before the next phase (edits)
   is published and before the summary is printed.
 """
@@ -478,7 +478,7 @@ class SampleRun:
 
     def pending_followups(self, phase: int, snapshot: Snapshot) -> list[str]:
         """Follow-up work the product's rule calls for in this phase that Firestore does not show yet."""
-        from shared.followups import Action, decide
+        from shared.followup_rule import Action, decide
 
         waiting = []
         seen: set[str] = set()

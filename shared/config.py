@@ -60,6 +60,7 @@ class Settings:
     followup_high_priority: float
     followup_unsure_min: float
     webhook_timeout_seconds: float
+    followup_max_event_age_seconds: int
     log_level: str
     log_review_text: bool
     firestore_timeout_seconds: float
@@ -147,6 +148,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         followup_high_priority=_float(env, "FOLLOWUP_HIGH_PRIORITY", 0.95),
         followup_unsure_min=_float(env, "FOLLOWUP_UNSURE_MIN", 0.55),
         webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 5.0, 0.1, 60.0),
+        # Eventarc retries a failed event for up to 24 h; past this age a failure is logged and acknowledged
+        followup_max_event_age_seconds=_int(env, "FOLLOWUP_MAX_EVENT_AGE_SECONDS", 3600),
         log_level=_text(env, "LOG_LEVEL", "INFO").upper(),
         log_review_text=_bool(env, "LOG_REVIEW_TEXT", False),
         # Per Firestore call, retries included: a push must fail (5xx, retried) well before the ack deadline.

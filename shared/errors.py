@@ -67,3 +67,9 @@ class PayloadTooLargeError(InvalidInputError):
 
     code = "payload_too_large"
     status = 413
+
+
+class ContentionError(ReviewsenseError):
+    """A document kept changing under our conditional writes; raised as transient so the platform retries."""
+
+    code = "contention"

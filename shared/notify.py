@@ -32,9 +32,14 @@ PUBLISH_TIMEOUT_SECONDS = 30.0
 
 
 class NotificationError(ReviewsenseError):
-    """A notification could not be delivered; the function raises so the event is retried."""
+    """A notification could not be delivered; unless ``permanent``, the function raises so the event is retried."""
 
     code = "notification_failed"
+
+    @property
+    def permanent(self) -> bool:
+        """Whether sending the same message again would fail the same way."""
+        return False
 
 
 class PublishError(NotificationError):
@@ -47,6 +52,11 @@ class WebhookError(NotificationError):
     def __init__(self, message: str, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+    @property
+    def permanent(self) -> bool:
+        """A 4xx refuses this request for good (revoked webhook, bad URL), except 408 and 429, which ask to wait."""
+        return self.status_code is not None and 400 <= self.status_code < 500 and self.status_code not in (408, 429)
 
 
 def _new_publisher() -> Any:

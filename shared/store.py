@@ -15,16 +15,10 @@ Exactly one effect per review under at-least-once delivery, without transactions
   late must not roll a newer edit back. The edit is an ``update()`` with a precondition
   on the stored ``update_time`` (optimistic concurrency): if anything wrote in between,
   the write fails and we read and decide again.
-Why not a transaction: the Firestore emulator (and production, under contention) makes
-a losing transaction wait and retry; a precondition fails at once and costs one more
-read. Why not a ``processed/{message_id}`` marker: duplicates republished by a client
+The loop itself (and why not a transaction) is ``shared.firestore.read_decide_write``.
+Why not a ``processed/{message_id}`` marker: duplicates republished by a client
 carry new message ids; the content hash catches those too, and it needs no second
 document to keep consistent.
-
-Every call has a deadline (``FIRESTORE_TIMEOUT_SECONDS``, retries included) and the
-read-decide-write rounds stop after three of them, so an unreachable or contended
-Firestore fails the delivery (5xx, redelivered) before the ack deadline instead of
-hanging the push.
 """
 
 from __future__ import annotations
@@ -35,15 +29,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from shared import firestore
 from shared.config import get_settings
-from shared.process_wide import ProcessWide
+from shared.firestore import Create, Done, Step, Update, read_decide_write
 from shared.review_event import PubSubMessage, ReviewEvent, order_key
 
 if TYPE_CHECKING:
-    from google.cloud.firestore import Client, DocumentReference
-
-MAX_ROUNDS = 6  # read-decide-write rounds (and at most 3 call timeouts) before we let Pub/Sub retry
-
+    from shared.firestore import Snapshot
 
 
 class Outcome(StrEnum):
@@ -69,44 +61,8 @@ class SaveResult:
     firestore_ms: float
 
 
-class ContentionError(Exception):
-    """The review kept changing under us; raised as a transient failure so Pub/Sub retries."""
-
-
-def _new_client() -> Client:
-    from google.cloud import firestore
-
-    settings = get_settings()
-    return firestore.Client(project=settings.project_id, database=settings.firestore_database)
-
-
-_client: ProcessWide[Client] = ProcessWide(_new_client)
-
-
-def get_client() -> Client:
-    """The process-wide Firestore client, created on first use (honours FIRESTORE_EMULATOR_HOST)."""
-    return _client.get()
-
-
-def reset_client() -> None:
-    """Forget the client (tests that change the environment)."""
-    _client.reset()
-
-
-def _call_options() -> dict[str, Any]:
-    from google.api_core.retry import Retry, if_transient_error
-
-    timeout = get_settings().firestore_timeout_seconds
-    return {"retry": Retry(predicate=if_transient_error, initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout),
-            "timeout": timeout}
-
-
-def _review_ref(review_id: str) -> DocumentReference:
-    return get_client().collection(get_settings().reviews_collection).document(review_id)
-
-
 def get_review(review_id: str) -> dict[str, Any] | None:
-    snapshot = _review_ref(review_id).get(**_call_options())
+    snapshot = firestore.document(get_settings().reviews_collection, review_id).get(**firestore.call_options())
     return snapshot.to_dict() if snapshot.exists else None
 
 
@@ -140,12 +96,8 @@ def save_review(event: ReviewEvent, classify: Callable[[str], Label]) -> SaveRes
     Raises google.api_core exceptions on Firestore failures (InvalidArgument: the
     document is unstorable; the rest are transient) and ``ContentionError``.
     """
-    from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
-
-    ref = _review_ref(event.review_id)
-    options = _call_options()
     label: Label | None = None
-    classify_ms = firestore_ms = 0.0
+    classify_ms = 0.0
 
     def labelled() -> Label:
         nonlocal label, classify_ms
@@ -155,41 +107,18 @@ def save_review(event: ReviewEvent, classify: Callable[[str], Label]) -> SaveRes
             classify_ms = (time.perf_counter() - started) * 1000
         return label
 
-    def result(outcome: Outcome, rounds: int) -> SaveResult:
-        return SaveResult(outcome, rounds, round(classify_ms, 2), round(firestore_ms, 2))
-
-    budget_ends = time.monotonic() + 3 * get_settings().firestore_timeout_seconds  # stay well inside the ack deadline
-    for rounds in range(1, MAX_ROUNDS + 1):
-        if rounds > 1 and time.monotonic() > budget_ends:
-            break
-        started = time.perf_counter()
-        snapshot = ref.get(**options)
-        firestore_ms += (time.perf_counter() - started) * 1000
+    def decide(snapshot: Snapshot) -> Step[Outcome]:
         if not snapshot.exists:
-            document = _new_document(event, labelled())
-            started = time.perf_counter()
-            try:
-                ref.create(document, **options)
-            except AlreadyExists:
-                continue  # a concurrent delivery created it: decide again on what it wrote
-            finally:
-                firestore_ms += (time.perf_counter() - started) * 1000
-            return result(Outcome.CREATED, rounds)
+            return Create(_new_document(event, labelled()), Outcome.CREATED)
         stored = snapshot.to_dict() or {}
         if stored.get("text_sha256") == event.text_sha256:
-            return result(Outcome.DUPLICATE, rounds)
+            return Done(Outcome.DUPLICATE)
         if not _is_newer(event, stored):
-            return result(Outcome.STALE, rounds)
-        fields = _edit_fields(event, labelled(), stored)
-        started = time.perf_counter()
-        try:
-            ref.update(fields, option=get_client().write_option(last_update_time=snapshot.update_time), **options)
-        except (FailedPrecondition, NotFound):
-            continue  # someone wrote (or deleted) since our read: decide again
-        finally:
-            firestore_ms += (time.perf_counter() - started) * 1000
-        return result(Outcome.EDITED, rounds)
-    raise ContentionError(f"review {event.review_id} kept changing under us; retry later")
+            return Done(Outcome.STALE)
+        return Update(_edit_fields(event, labelled(), stored), Outcome.EDITED)
+
+    settled = read_decide_write(firestore.document(get_settings().reviews_collection, event.review_id), decide)
+    return SaveResult(settled.value, settled.rounds, round(classify_ms, 2), settled.firestore_ms)
 
 
 def save_rejected(message: PubSubMessage, reason_code: str, reason: str) -> bool:
@@ -209,9 +138,9 @@ def save_rejected(message: PubSubMessage, reason_code: str, reason: str) -> bool
         "subscription": message.subscription,
         "rejected_at": SERVER_TIMESTAMP,
     }
-    ref = get_client().collection(get_settings().rejected_collection).document(message.message_id)
+    ref = firestore.document(get_settings().rejected_collection, message.message_id)
     try:
-        ref.create(document, **_call_options())
+        ref.create(document, **firestore.call_options())
     except AlreadyExists:
         return False
     return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,8 +18,10 @@ from local.firestore_triggers import document_name, written_event
 from shared.config import Settings, load_settings
 from shared.document_event import DocumentSnapshot, InvalidEventError, decode_document_event
 from shared.evidence import negative_evidence, select_evidence, split_sentences
-from shared.followups import Action, decide
-from shared.notify import MAX_MESSAGE_CHARS, chat_message
+from shared.followup_outbox import Due, due
+from shared.followup_rule import Action, Decision, decide
+from shared.followup_state import Change, ReviewVersion, changes, on_negative
+from shared.notify import MAX_MESSAGE_CHARS, WebhookError, chat_message
 
 SETTINGS = load_settings({})
 
@@ -231,3 +233,62 @@ def test_chat_message_quotes_the_evidence() -> None:
     assert "r1" in text and "c7" in text and "HIGH" in text and "0.97" in text
     assert "> It broke.\n> No refund." in text
     assert len(chat_message({**followup, "evidence": ["x" * 5000]})) <= MAX_MESSAGE_CHARS
+
+
+# --- the follow-up state machine and its outbox ----------------------------------------------------
+
+def version(text_sha: str, updated_at: datetime | None = None) -> ReviewVersion:
+    return ReviewVersion("r1", review(sha=text_sha), updated_at)
+
+
+OPEN = Decision(Action.OPEN, "negative 0.900")
+
+
+@pytest.mark.parametrize(("existing", "event", "expected"), [
+    (None, version("a" * 64), Change.CREATED),
+    # the bug: back to the very text first complained about left the follow-up resolved
+    ({"status": "resolved_by_edit", "text_sha256": "a" * 64}, version("a" * 64), Change.REOPENED),
+    ({"status": "resolved_by_edit", "text_sha256": "a" * 64}, version("b" * 64), Change.REOPENED),
+    ({"status": "needs_review", "text_sha256": "a" * 64}, version("a" * 64), Change.UPGRADED),
+    ({"status": "open", "text_sha256": "a" * 64}, version("b" * 64), Change.EDITED),
+    ({"status": "open", "text_sha256": "a" * 64}, version("a" * 64), Change.EXISTS),
+    # an old event redelivered after the follow-up moved on changes nothing
+    ({"status": "resolved_by_edit", "text_sha256": "a" * 64, "review_updated_at": datetime(2026, 1, 2, tzinfo=UTC)},
+     version("a" * 64, datetime(2026, 1, 1, tzinfo=UTC)), Change.EXISTS),
+])
+def test_what_a_negative_label_does_to_the_followup(existing: dict[str, Any] | None, event: ReviewVersion,
+                                                    expected: Change) -> None:
+    assert on_negative(existing, event, OPEN) is expected
+
+
+def test_a_reopen_starts_a_new_episode_and_keeps_the_old_notifications() -> None:
+    existing = {"status": "resolved_by_edit", "episode": 1, "text_sha256": "a" * 64,
+                "notifications": {"pubsub": {"message_id": "1"}, "webhook": {"status_code": 204}},
+                "notification_attempts": {"webhook": {"state": "sent"}}}
+    update = changes(Change.REOPENED, existing, version("a" * 64), OPEN, ["It broke."])
+    assert update["status"] == "open" and update["episode"] == 2
+    assert update["notifications"] == {} and update["notification_attempts"] == {}
+    assert update["notification_history.e1"] == existing["notifications"]
+    assert due({**existing, **update}, "webhook", datetime.now(UTC)) is Due.SEND
+
+
+@pytest.mark.parametrize(("followup", "expected"), [
+    ({"status": "open"}, Due.SEND),
+    ({"status": "needs_review"}, Due.SKIP),
+    ({"status": "open", "notifications": {"webhook": {"status_code": 204}}}, Due.SKIP),
+    ({"status": "open", "notification_attempts": {"webhook": {"state": "rejected"}}}, Due.SKIP),
+    ({"status": "open", "notification_attempts": {"webhook": {"state": "failed"}}}, Due.SEND),
+    ({"status": "open", "notification_attempts": {"webhook": {
+        "state": "sending", "lease_until": datetime.now(UTC) + timedelta(minutes=1)}}}, Due.IN_PROGRESS),
+    ({"status": "open", "notification_attempts": {"webhook": {
+        "state": "sending", "lease_until": datetime.now(UTC) - timedelta(minutes=1)}}}, Due.SEND),  # holder died
+])
+def test_when_a_channel_is_due(followup: dict[str, Any], expected: Due) -> None:
+    assert due(followup, "webhook", datetime.now(UTC)) is expected
+
+
+@pytest.mark.parametrize(("status", "permanent"), [(400, True), (401, True), (404, True), (410, True),
+                                                   (408, False), (429, False), (500, False), (503, False),
+                                                   (None, False)])
+def test_which_webhook_failures_are_permanent(status: int | None, permanent: bool) -> None:
+    assert WebhookError("webhook answered", status).permanent is permanent

@@ -36,7 +36,7 @@ import pytest
 from local.emulators import free_port
 from local.publish import Entry, read_jsonl
 from shared.config import Settings, load_settings
-from shared.followups import Action, band, decide
+from shared.followup_rule import Action, band, decide
 
 pytestmark = pytest.mark.emulator
 

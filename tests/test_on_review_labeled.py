@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ from local.firestore_triggers import register_written_trigger, written_event
 from shared.config import load_settings, names
 from shared.document_event import DocumentSnapshot
 from shared.evidence import split_sentences
-from shared.followups import Action, decide
+from shared.followup_rule import Action, decide
 from tests.conftest import StartServer
 
 pytestmark = pytest.mark.emulator
@@ -57,9 +58,9 @@ COMPLAINT = ("The delivery came a day early and the box was fine. The blender mo
 
 @dataclass
 class Webhook:
-    """A local HTTP server standing in for Discord/Slack; ``failing`` makes it answer 503."""
+    """A local HTTP server standing in for Discord/Slack; ``answer`` is the status it replies with."""
 
-    failing: bool = False
+    answer: int = 204
     calls: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,7 +74,7 @@ def serve_webhook(hook: Webhook) -> http.server.ThreadingHTTPServer:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            status = 503 if hook.failing else 204
+            status = hook.answer
             with hook.lock:
                 hook.calls.append({"path": self.path, "body": body, "status": status,
                                    "content_type": self.headers.get("Content-Type")})
@@ -122,9 +123,10 @@ class Stack:
         return DocumentSnapshot(name=name, fields=snapshot.to_dict(), create_time=snapshot.create_time,
                                 update_time=snapshot.update_time)
 
-    def redeliver(self, old: DocumentSnapshot | None, new: DocumentSnapshot, *, base64_body: bool = True) -> int:
+    def redeliver(self, old: DocumentSnapshot | None, new: DocumentSnapshot, *, base64_body: bool = True,
+                  time: datetime | None = None) -> int:
         """Deliver a write event again, as Eventarc retries (raw protobuf) or the emulator sends (base64)."""
-        headers, body = written_event(PROJECT, old, new, base64_body=base64_body)
+        headers, body = written_event(PROJECT, old, new, base64_body=base64_body, time=time)
         return deliver_event(self.trigger_url, headers, body)
 
 
@@ -155,7 +157,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                # the tests reason with the default thresholds: pin them whatever this shell sets
                "FOLLOWUP_THRESHOLD": str(SETTINGS.followup_threshold),
                "FOLLOWUP_HIGH_PRIORITY": str(SETTINGS.followup_high_priority),
-               "FOLLOWUP_UNSURE_MIN": str(SETTINGS.followup_unsure_min)}
+               "FOLLOWUP_UNSURE_MIN": str(SETTINGS.followup_unsure_min),
+               "FOLLOWUP_MAX_EVENT_AGE_SECONDS": str(SETTINGS.followup_max_event_age_seconds)}
         with FunctionServer("on_review_labeled", env=env, port=function_port, log_dir=logs) as function:
             path = register_written_trigger(fs.address, PROJECT, TRIGGER_ID, SETTINGS.reviews_collection)
             with pytest.MonkeyPatch.context() as patch:
@@ -224,7 +227,8 @@ def test_negative_review_opens_one_followup_and_notifies_once(stack: Stack) -> N
     assert len(messages) == 1
     message = messages[0]
     assert message["messageId"] == doc["notifications"]["pubsub"]["message_id"]
-    assert message["attributes"]["notification_id"] == f"{SETTINGS.followups_collection}/{review_id}"
+    assert message["attributes"]["notification_id"] == f"{SETTINGS.followups_collection}/{review_id}#1"
+    assert message["attributes"]["event"] == "followup.opened"
     payload = json.loads(base64.b64decode(message["data"]))
     assert payload["review_id"] == review_id and payload["evidence"] == doc["evidence"]
 
@@ -258,7 +262,7 @@ def test_same_event_five_times_and_concurrently_still_one_of_each(stack: Stack) 
 
 def test_webhook_down_then_up_retries_until_delivered(stack: Stack) -> None:
     review_id = new_id("down")
-    stack.webhook.failing = True
+    stack.webhook.answer = 503
     try:
         write_review(stack, review_id, COMPLAINT, "negative", 0.85)
         failed = last_outcome(stack, review_id)
@@ -270,7 +274,7 @@ def test_webhook_down_then_up_retries_until_delivered(stack: Stack) -> None:
         new = stack.review_snapshot(review_id)
         assert stack.redeliver(None, new, base64_body=False) == 500  # Eventarc's retry, still down
     finally:
-        stack.webhook.failing = False
+        stack.webhook.answer = 204
     assert stack.redeliver(None, new, base64_body=False) == 200  # up again: delivered now
     assert stack.redeliver(None, new, base64_body=False) == 200  # and never again
 
@@ -334,6 +338,65 @@ def test_edit_from_negative_to_positive_resolves_the_followup(stack: Stack) -> N
     assert stack.redeliver(None, before) == 200
     assert stack.followup(review_id)["status"] == "resolved_by_edit"  # type: ignore[index]
     assert len(stack.messages_for(review_id)) == 1 and len(stack.webhook.calls_for(review_id)) == 1
+
+
+def test_back_to_the_first_complaint_reopens_the_followup_and_notifies_again(stack: Stack) -> None:
+    """Negative, edited positive, then edited back to the very same complaint: a new episode, notified again."""
+    review_id = new_id("reopen")
+    reviews = stack.db.collection(SETTINGS.reviews_collection)
+    write_review(stack, review_id, COMPLAINT, "negative", 0.9)
+    fully_notified(stack, review_id)
+    praise = "Update: they replaced the blender within a week and the new one is superb. Thank you!"
+    reviews.document(review_id).set(review_doc(review_id, praise, "positive", 0.93, edited=True, edit_count=1))
+    wait_for("resolved_by_edit", lambda: (d := stack.followup(review_id)) and d["status"] == "resolved_by_edit")
+    resolved = stack.review_snapshot(review_id)
+    reviews.document(review_id).set(review_doc(review_id, COMPLAINT, "negative", 0.9, edited=True, edit_count=2))
+
+    doc = wait_for("the follow-up reopened and notified again", lambda: (d := stack.followup(review_id))
+                   and d["status"] == "open" and d.get("episode") == 2
+                   and {"pubsub", "webhook"} <= set(d.get("notifications") or {}) and d)
+    assert doc["reopened_at"] is not None and set(doc["notification_history"]["e1"]) == {"pubsub", "webhook"}
+    messages = wait_for("two follow-up messages", lambda: len(m := stack.messages_for(review_id)) >= 2 and m)
+    events = sorted((m["attributes"]["notification_id"], m["attributes"]["event"]) for m in messages)
+    name = f"{SETTINGS.followups_collection}/{review_id}"
+    assert events == [(f"{name}#1", "followup.opened"), (f"{name}#2", "followup.reopened")]
+    # the reopening event, redelivered, changes nothing and sends nothing
+    assert stack.redeliver(resolved, stack.review_snapshot(review_id)) == 200
+    assert len(stack.messages_for(review_id)) == 2 and len(stack.webhook.calls_for(review_id)) == 2
+    assert stack.followup(review_id)["episode"] == 2  # type: ignore[index]
+
+
+def test_a_webhook_that_refuses_for_good_is_recorded_and_not_retried(stack: Stack) -> None:
+    review_id = new_id("gone")
+    stack.webhook.answer = 410  # a revoked Discord webhook
+    try:
+        write_review(stack, review_id, COMPLAINT, "negative", 0.9)
+        outcome = last_outcome(stack, review_id)
+        assert outcome["notified"] == ["pubsub"] and outcome["rejected"] == ["webhook"]
+        attempt = stack.followup(review_id)["notification_attempts"]["webhook"]  # type: ignore[index]
+        assert attempt["state"] == "rejected" and "410" in attempt["last_error"]
+        assert stack.redeliver(None, stack.review_snapshot(review_id)) == 200  # acknowledged, nothing resent
+    finally:
+        stack.webhook.answer = 204
+    assert len(stack.webhook.calls_for(review_id)) == 1
+    assert len(wait_for("the follow-up message", lambda: stack.messages_for(review_id))) == 1
+
+
+def test_an_event_too_old_to_retry_is_logged_and_acknowledged(stack: Stack) -> None:
+    review_id = new_id("old")
+    stack.webhook.answer = 503
+    try:
+        write_review(stack, review_id, COMPLAINT, "negative", 0.9)
+        assert last_outcome(stack, review_id)["code"] == "webhook_failed"  # young: retried
+        old = datetime.now(UTC) - timedelta(seconds=SETTINGS.followup_max_event_age_seconds + 60)
+        assert stack.redeliver(None, stack.review_snapshot(review_id), time=old) == 200  # old: given up
+    finally:
+        stack.webhook.answer = 204
+    abandoned = [e for e in stack.function.structured_logs() if e.get("review_id") == review_id
+                 and e.get("message") == "follow-up abandoned: the event is too old to retry"]
+    assert len(abandoned) == 1 and abandoned[0]["severity"] == "ERROR" and abandoned[0]["code"] == "webhook_failed"
+    attempt = stack.followup(review_id)["notification_attempts"]["webhook"]  # type: ignore[index]
+    assert attempt["state"] == "failed" and attempt["count"] == 2
 
 
 def test_other_collections_do_not_fire_the_trigger(stack: Stack) -> None:

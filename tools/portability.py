@@ -71,7 +71,7 @@ def emulated_sample(rows: list[dict[str, Any]], count: int, max_chars: int = 400
 
 
 def decisions(probs: Probs) -> npt.NDArray[np.int64]:
-    """0 none, 1 needs_review, 2 open: the follow-up rule of shared/followups.py on the label and its score."""
+    """0 none, 1 needs_review, 2 open: the follow-up rule of shared/followup_rule.py on the label and its score."""
     negative = probs.argmax(1) == LABEL_ID["negative"]
     return np.where(negative & (probs[:, 0] >= OPEN), 2, np.where(negative & (probs[:, 0] >= UNSURE), 1, 0))
 
