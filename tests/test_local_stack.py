@@ -23,9 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,6 +309,30 @@ def test_nothing_is_left_running(run: Run) -> None:
     assert not listening(run.http_port)
     for log in run.logs.glob("*.log"):
         assert not listening(int(log.stem.rsplit("-", 1)[1])), log.name
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_running_stack_stops_cleanly_on_a_signal(tmp_path: Path, signum: int) -> None:
+    state = tmp_path / "stack.json"
+    process = subprocess.Popen([sys.executable, "-m", "local.stack", "--no-samples", "--http-port", str(free_port()),
+                                "--logs", str(tmp_path / "logs"), "--state", str(state)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (state.exists() and json.loads(state.read_text() or "{}").get("phase") == "running"):
+            assert process.poll() is None and time.monotonic() < deadline, "the stack did not come up"
+            time.sleep(0.5)
+        children = json.loads(state.read_text())["processes"]
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=60)  # the hang this guards against ignored SIGTERM for good
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "stopped; logs kept in" in out
+    for name, pid in children.items():
+        assert not _group_members(pid), f"{name} (process group {pid}) outlived the stack"
+    assert not state.exists()
 
 
 # --- startup failures: one line each -----------------------------------------------------------
