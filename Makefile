@@ -31,9 +31,9 @@ publish: $(STAMP)
 	@$(BIN)/python -m local.publish $(if $(FILE),--file "$$FILE",--text "$$TEXT") $(if $(ID),--id "$$ID") \
 		$(if $(CUSTOMER),--customer "$$CUSTOMER") $(if $(SOURCE),--source "$$SOURCE")
 
-## serve: only the HTTP classify function on functions-framework
+## serve: only the HTTP classify function on functions-framework, on gunicorn as in production (not --debug)
 serve: $(STAMP)
-	$(BIN)/functions-framework --source main.py --target classify_http --port $(PORT) --debug
+	$(BIN)/functions-framework --source main.py --target classify_http --port $(PORT)
 
 ## replay-dead-letters: move what the dead-letter subscription holds back to the ingestion topic (idempotent)
 ##   against Google Cloud: GOOGLE_CLOUD_PROJECT=my-project make replay-dead-letters [LIMIT=N]

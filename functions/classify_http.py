@@ -18,6 +18,7 @@ from shared import logs
 from shared.classify_request import check_api_key, check_compute, check_method, parse_get, parse_post
 from shared.config import get_settings
 from shared.errors import ArtifactError, InvalidInputError, ProviderUnavailableError, ReviewsenseError
+from shared.request_body import read_body, server_socket
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> flask.Response:
@@ -28,8 +29,27 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return response
 
 
+def _forget_unread_body(request: flask.Request) -> None:
+    """Stop functions-framework from reading what is left of the body after we answer.
+
+    It reads the whole request before responding (its ``read_request`` after-request hook,
+    ``request.get_data()``), with no deadline: a 401, 405, 408 or 413 sent before the body
+    arrived, or a GET that announced a body, then waited on the client forever (a 2 GB
+    ``Content-Length`` with no body held its 413 for 40 s). Whatever we did not read, we do
+    not want; gunicorn drains leftovers for keep-alive within its own 5 s bound.
+    """
+    request._cached_data = b""  # what get_data() returns from now on
+
+
 @functions_framework.http
 def classify_http(request: flask.Request) -> flask.Response:
+    try:
+        return _classify(request)
+    finally:
+        _forget_unread_body(request)
+
+
+def _classify(request: flask.Request) -> flask.Response:
     started = time.perf_counter()
     cold = not model.is_loaded()
     try:
@@ -39,10 +59,8 @@ def classify_http(request: flask.Request) -> flask.Response:
         if request.method == "GET":
             texts = parse_get(request.args, settings)
         else:
-            if (request.content_length or 0) > settings.max_body_bytes:
-                raise InvalidInputError(f"body of {request.content_length} bytes; at most {settings.max_body_bytes}",
-                                        code="payload_too_large", status=413)
-            raw = request.stream.read(settings.max_body_bytes + 1)
+            raw = read_body(request.stream, request.content_length, settings.max_body_bytes,
+                            settings.body_read_timeout_seconds, server_socket(request.environ))
             texts = parse_post(request.content_type, raw, settings)
         classifier = model.get_classifier()
         check_compute(sum(len(classifier.windows(text)) for text in texts), settings)

@@ -49,6 +49,7 @@ class Settings:
     max_review_chars: int
     max_batch: int
     max_body_bytes: int
+    body_read_timeout_seconds: float
     max_windows_per_request: int
     api_key: str | None
     reviews_collection: str
@@ -135,6 +136,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_review_chars=_int(env, "MAX_REVIEW_CHARS", 5000),
         max_batch=_int(env, "MAX_BATCH", 64),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_000_000),
+        body_read_timeout_seconds=_float(env, "BODY_READ_TIMEOUT_SECONDS", 10.0, 0.1, 300.0),
         # the compute one HTTP request may ask for: 64 reviews of 4,800 characters are about 380 windows (44 s of
         # CPU); 128 windows are about 7 s on one vCPU with the fast model
         max_windows_per_request=_int(env, "MAX_WINDOWS_PER_REQUEST", 128),

@@ -73,3 +73,10 @@ class ContentionError(ReviewsenseError):
     """A document kept changing under our conditional writes; raised as transient so the platform retries."""
 
     code = "contention"
+
+
+class RequestTimeoutError(InvalidInputError):
+    """The client did not send the body it announced in time; its thread is given back to others."""
+
+    code = "body_timeout"
+    status = 408
