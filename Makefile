@@ -11,7 +11,7 @@ RECIPE ?= fast
 # long training runs live outside the work tree, so a session that ends mid-run can resume in the next one
 RUNS ?= $(HOME)/.cache/reviewsense
 
-.PHONY: setup run publish serve replay-dead-letters test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model accurate-model distill portability teacher leave-domains-out clean
+.PHONY: setup run publish serve replay-dead-letters reliability test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model accurate-model distill portability teacher leave-domains-out clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ publish: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/functions-framework --source main.py --target classify_http --port $(PORT)
 
+## reliability: storm, duplicates, edits, a restart mid-storm, poison, follow-ups, hostile HTTP and load against the
+##   real emulators and the served functions (loopback only, a few minutes); writes RELIABILITY.md
+reliability: $(STAMP)
+	$(BIN)/python -m reliability.run $(if $(SCALE),--scale $(SCALE))
+
 ## replay-dead-letters: move what the dead-letter subscription holds back to the ingestion topic (idempotent)
 ##   against Google Cloud: GOOGLE_CLOUD_PROJECT=my-project make replay-dead-letters [LIMIT=N]
 ##   against the running `make run`: make replay-dead-letters LOCAL=1
@@ -50,7 +55,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy main.py functions shared tools local bench ops tests
+	$(BIN)/mypy main.py functions shared tools local bench ops reliability tests
 
 corpus-check: $(STAMP)
 	$(BIN)/python tools/corpus.py check

@@ -1,0 +1,1 @@
+"""`make reliability`: storm, fault and fuzz scenarios against the local stack; writes RELIABILITY.md."""
