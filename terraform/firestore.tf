@@ -16,5 +16,5 @@ resource "google_firestore_database" "this" {
   # terraform destroy leaves the data alone.
   deletion_policy = "ABANDON"
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 }

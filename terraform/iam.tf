@@ -21,10 +21,6 @@ locals {
   # only classifies the texts it is sent and stores nothing.
   firestore_users = toset(["ingest_review", "on_review_labeled"])
 
-  build_roles = toset([
-    "roles/artifactregistry.writer",
-    "roles/logging.logWriter",
-  ])
 }
 
 # ------------------------------------------------------------ Accounts -------
@@ -36,7 +32,7 @@ resource "google_service_account" "function" {
   account_id   = each.value
   display_name = "reviewsense ${each.key} runtime"
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 resource "google_service_account" "pubsub_invoker" {
@@ -44,7 +40,7 @@ resource "google_service_account" "pubsub_invoker" {
   account_id   = "${var.name_prefix}-push-invoker"
   display_name = "reviewsense ingest push subscription invoker"
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 resource "google_service_account" "eventarc_invoker" {
@@ -52,7 +48,7 @@ resource "google_service_account" "eventarc_invoker" {
   account_id   = "${var.name_prefix}-eventarc"
   display_name = "reviewsense Firestore trigger (Eventarc) invoker"
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 resource "google_service_account" "build" {
@@ -60,17 +56,24 @@ resource "google_service_account" "build" {
   account_id   = "${var.name_prefix}-build"
   display_name = "reviewsense Cloud Build for functions"
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 # ------------------------------------------------------- Function runtime ----
 
+# Firestore has no per-database IAM resource; an IAM condition narrows the project grant to our database.
 resource "google_project_iam_member" "datastore_user" {
   for_each = local.firestore_users
 
   project = var.project_id
   role    = "roles/datastore.user"
   member  = "serviceAccount:${google_service_account.function[each.key].email}"
+
+  condition {
+    title       = "reviewsense-database-only"
+    description = "Only the Firestore database the functions use."
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${local.firestore_database}\""
+  }
 }
 
 resource "google_pubsub_topic_iam_member" "followup_publisher" {
@@ -102,50 +105,62 @@ resource "google_secret_manager_secret_iam_member" "followup_webhook_url" {
 
 # classify_http: public only when the variable says so.
 resource "google_cloud_run_service_iam_member" "classify_public" {
-  #checkov:skip=CKV_GCP_102:allUsers is granted only when allow_unauthenticated_http = true (count guard, off by default); the API is then protected by API_KEY (see check "public_http_has_api_key").
+  #checkov:skip=CKV_GCP_102:allUsers is granted only when allow_unauthenticated_http = true (count guard, off by default), which variable validation refuses without enable_api_key.
   count = var.allow_unauthenticated_http ? 1 : 0
 
   project  = var.project_id
-  location = google_cloudfunctions2_function.classify_http.location
-  service  = google_cloudfunctions2_function.classify_http.name
+  location = google_cloudfunctions2_function.function["classify_http"].location
+  service  = google_cloudfunctions2_function.function["classify_http"].name
   role     = "roles/run.invoker"
   member   = "allUsers"
+
+  # A replaced function is a new Cloud Run service, without this binding: make it again.
+  lifecycle {
+    replace_triggered_by = [google_cloudfunctions2_function.function["classify_http"].id]
+  }
 }
 
 resource "google_cloud_run_service_iam_member" "classify_invokers" {
   for_each = toset(var.http_invoker_members)
 
   project  = var.project_id
-  location = google_cloudfunctions2_function.classify_http.location
-  service  = google_cloudfunctions2_function.classify_http.name
+  location = google_cloudfunctions2_function.function["classify_http"].location
+  service  = google_cloudfunctions2_function.function["classify_http"].name
   role     = "roles/run.invoker"
   member   = each.value
-}
 
-# Warn (at plan) when the API would be public without an API key.
-check "public_http_has_api_key" {
-  assert {
-    condition     = !var.allow_unauthenticated_http || var.enable_api_key
-    error_message = "allow_unauthenticated_http is true but enable_api_key is false: classify_http would be open to anyone with no API key."
+  # A replaced function is a new Cloud Run service, without this binding: make it again.
+  lifecycle {
+    replace_triggered_by = [google_cloudfunctions2_function.function["classify_http"].id]
   }
 }
 
 # ingest_review: only the push subscription's OIDC identity may call it.
 resource "google_cloud_run_service_iam_member" "pubsub_invoker" {
   project  = var.project_id
-  location = google_cloudfunctions2_function.ingest_review.location
-  service  = google_cloudfunctions2_function.ingest_review.name
+  location = google_cloudfunctions2_function.function["ingest_review"].location
+  service  = google_cloudfunctions2_function.function["ingest_review"].name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.pubsub_invoker.email}"
+
+  # A replaced function is a new Cloud Run service, without this binding: make it again.
+  lifecycle {
+    replace_triggered_by = [google_cloudfunctions2_function.function["ingest_review"].id]
+  }
 }
 
 # on_review_labeled: only the Eventarc trigger identity may call it.
 resource "google_cloud_run_service_iam_member" "eventarc_invoker" {
   project  = var.project_id
-  location = google_cloudfunctions2_function.on_review_labeled.location
-  service  = google_cloudfunctions2_function.on_review_labeled.name
+  location = google_cloudfunctions2_function.function["on_review_labeled"].location
+  service  = google_cloudfunctions2_function.function["on_review_labeled"].name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.eventarc_invoker.email}"
+
+  # A replaced function is a new Cloud Run service, without this binding: make it again.
+  lifecycle {
+    replace_triggered_by = [google_cloudfunctions2_function.function["on_review_labeled"].id]
+  }
 }
 
 # Eventarc requires the trigger identity to hold eventReceiver on the project
@@ -189,16 +204,76 @@ resource "google_pubsub_subscription_iam_member" "ingest_dead_letter_subscriber"
 
 # ---------------------------------------------------------------- Build ------
 
-resource "google_project_iam_member" "build" {
-  for_each = local.build_roles
-
+# Logs of the builds: no narrower resource to grant it on.
+resource "google_project_iam_member" "build_log_writer" {
   project = var.project_id
-  role    = each.value
+  role    = "roles/logging.logWriter"
   member  = "serviceAccount:${google_service_account.build.email}"
 }
 
-resource "google_storage_bucket_iam_member" "build_source_reader" {
+# Build images go to our repository only (registry.tf), not to every repository of the project.
+resource "google_artifact_registry_repository_iam_member" "build_writer" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Cloud Functions copies the uploaded source into its own gcf-v2-sources-<project number>-<region> bucket and the
+# build reads it from there. That bucket does not exist before the first deploy, so it cannot be named as a resource:
+# the provider's gen2 examples grant storage.objectAdmin project-wide; we grant objectViewer, conditioned on the
+# two buckets the build reads.
+resource "google_project_iam_member" "build_source_reader" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = "serviceAccount:${google_service_account.build.email}"
+
+  condition {
+    title       = "function-sources-only"
+    description = "The gcf-v2-sources bucket of this region and our source bucket."
+    expression = join(" || ", [
+      "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}\")",
+      "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.source.name}\")",
+    ])
+  }
+}
+
+# IAM is eventually consistent: a function deployed right after its grants can fail its first build or start.
+resource "time_sleep" "iam_propagated" {
+  create_duration = "60s"
+
+  triggers = {
+    # Wait again whenever a grant the functions need changes.
+    grants = sha1(jsonencode([
+      [for m in google_project_iam_member.datastore_user : m.id],
+      google_pubsub_topic_iam_member.followup_publisher.id,
+      [for m in google_secret_manager_secret_iam_member.api_key : m.id],
+      [for m in google_secret_manager_secret_iam_member.followup_webhook_url : m.id],
+      google_project_iam_member.eventarc_receiver.id,
+      google_project_iam_member.build_log_writer.id,
+      google_artifact_registry_repository_iam_member.build_writer.id,
+      google_project_iam_member.build_source_reader.id,
+      google_storage_bucket_iam_member.build_source_bucket_reader.id,
+      [for m in google_service_account_iam_member.pubsub_token_creator : m.id],
+      [for v in google_secret_manager_secret_version.api_key : v.id],
+      [for v in google_secret_manager_secret_version.followup_webhook_url : v.id],
+    ]))
+  }
+}
+
+resource "google_storage_bucket_iam_member" "build_source_bucket_reader" {
   bucket = google_storage_bucket.source.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.build.email}"
+}
+
+moved {
+  from = google_storage_bucket_iam_member.build_source_reader
+  to   = google_storage_bucket_iam_member.build_source_bucket_reader
+}
+
+moved {
+  from = google_project_iam_member.build["roles/logging.logWriter"]
+  to   = google_project_iam_member.build_log_writer
 }

@@ -2,8 +2,9 @@
 # archive, Pub/Sub ingestion with an owned push subscription (retry + dead
 # letter), a Firestore document trigger, and Secret Manager secrets.
 #
-# Files: main.tf (names, APIs), storage.tf (source archive + bucket),
-# functions.tf, pubsub.tf, iam.tf, firestore.tf, secrets.tf, outputs.tf.
+# Files: main.tf (names, APIs, service agents), storage.tf (source archive +
+# bucket), registry.tf (build images), functions.tf, pubsub.tf, iam.tf,
+# firestore.tf, secrets.tf, monitoring.tf, outputs.tf.
 
 locals {
   # One source of truth for resource names and delivery settings, shared with
@@ -18,11 +19,25 @@ locals {
     key => "${var.name_prefix}-${replace(entry_point, "_", "-")}"
   }
 
+  # Sizing tiers, measured (bench/results): the int8 fast classifier peaks around 250 MB RSS, the accurate one
+  # about 1 GB. standard: one request at a time on 1 vCPU (inference is CPU-bound). ingest: 4 deliveries per
+  # instance queue on its vCPU instead of being answered 429 during a burst (a 429 counts as a failed delivery
+  # attempt, and enough of them dead-letter a healthy review), and twice the instances. http: 2 vCPU, 4 concurrent
+  # requests with one ORT thread each. var.tiers adds tiers or replaces these by name.
+  default_tiers = {
+    standard = { memory = "512Mi", cpu = "1", concurrency = 1, min_instances = 0, max_instances = 10, timeout_seconds = 60 }
+    ingest   = { memory = "1Gi", cpu = "1", concurrency = 4, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
+    http     = { memory = "2Gi", cpu = "2", concurrency = 4, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
+    accurate = { memory = "2Gi", cpu = "1", concurrency = 1, min_instances = 0, max_instances = 10, timeout_seconds = 60 }
+    large    = { memory = "4Gi", cpu = "2", concurrency = 1, min_instances = 0, max_instances = 10, timeout_seconds = 300 }
+  }
+  tiers = merge(local.default_tiers, var.tiers)
+
   # The chosen tier of each function, e.g. local.tier.classify_http.memory.
-  # An unknown tier name falls back to the first tier only so that the plan
+  # An unknown tier name falls back to "standard" only so that the plan
   # reaches the functions' preconditions, which then stop it with a clear error.
   tier = {
-    for key, tier_name in var.function_tiers : key => lookup(var.tiers, tier_name, values(var.tiers)[0])
+    for key, tier_name in var.function_tiers : key => lookup(local.tiers, tier_name, local.tiers.standard)
   }
 
   # One ONNX Runtime intra-op thread per concurrent request, at least one.
@@ -68,8 +83,10 @@ locals {
   }
 
   # Pub/Sub service agent: publishes dead letters, acks forwarded messages and
-  # mints the OIDC tokens of push subscriptions (and of Eventarc's).
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # mints the OIDC tokens of push subscriptions (and of Eventarc's). Created
+  # explicitly (service_identity below): on a new project it does not exist
+  # until first use, and granting it a role before then fails the apply.
+  pubsub_service_agent = "serviceAccount:${google_project_service_identity.agent["pubsub.googleapis.com"].email}"
 
   required_apis = toset([
     "artifactregistry.googleapis.com",
@@ -80,6 +97,7 @@ locals {
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
@@ -97,4 +115,22 @@ resource "google_project_service" "enabled" {
   project            = var.project_id
   service            = each.value
   disable_on_destroy = false
+}
+
+# The service agents that IAM grants below name: created now, not on first use.
+resource "google_project_service_identity" "agent" {
+  provider = google-beta
+  for_each = toset(["pubsub.googleapis.com", "eventarc.googleapis.com"])
+
+  project = var.project_id
+  service = each.value
+
+  depends_on = [google_project_service.enabled]
+}
+
+# A freshly enabled API answers "not enabled" for a while; everything else waits for it.
+resource "time_sleep" "apis_enabled" {
+  create_duration = "60s"
+
+  depends_on = [google_project_service.enabled, google_project_service_identity.agent]
 }

@@ -2,20 +2,20 @@
 
 output "classify_http_url" {
   description = "HTTPS URL of classify_http (needs an identity token unless allow_unauthenticated_http)."
-  value       = google_cloudfunctions2_function.classify_http.service_config[0].uri
+  value       = google_cloudfunctions2_function.function["classify_http"].service_config[0].uri
 }
 
 output "ingest_review_url" {
   description = "Cloud Run URL of ingest_review (called only by the push subscription)."
-  value       = google_cloudfunctions2_function.ingest_review.service_config[0].uri
+  value       = google_cloudfunctions2_function.function["ingest_review"].service_config[0].uri
 }
 
 output "function_names" {
   description = "Deployed Cloud Function names, by entry point."
   value = {
-    classify_http     = google_cloudfunctions2_function.classify_http.name
-    ingest_review     = google_cloudfunctions2_function.ingest_review.name
-    on_review_labeled = google_cloudfunctions2_function.on_review_labeled.name
+    classify_http     = google_cloudfunctions2_function.function["classify_http"].name
+    ingest_review     = google_cloudfunctions2_function.function["ingest_review"].name
+    on_review_labeled = google_cloudfunctions2_function.function["on_review_labeled"].name
   }
 }
 

@@ -14,7 +14,7 @@ resource "google_pubsub_topic" "ingest" {
   project = var.project_id
   labels  = var.labels
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 resource "google_pubsub_topic" "followup" {
@@ -23,7 +23,7 @@ resource "google_pubsub_topic" "followup" {
   project = var.project_id
   labels  = var.labels
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 resource "google_pubsub_topic" "dead_letter" {
@@ -32,7 +32,7 @@ resource "google_pubsub_topic" "dead_letter" {
   project = var.project_id
   labels  = var.labels
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 resource "google_pubsub_subscription" "ingest_push" {
@@ -47,11 +47,11 @@ resource "google_pubsub_subscription" "ingest_push" {
   push_config {
     # The path names the topic so the Functions Framework sets the CloudEvent
     # source to //pubsub.googleapis.com/projects/<project>/topics/<topic>.
-    push_endpoint = "${google_cloudfunctions2_function.ingest_review.service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.ingest.name}"
+    push_endpoint = "${google_cloudfunctions2_function.function["ingest_review"].service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.ingest.name}"
 
     oidc_token {
       service_account_email = google_service_account.pubsub_invoker.email
-      audience              = google_cloudfunctions2_function.ingest_review.service_config[0].uri
+      audience              = google_cloudfunctions2_function.function["ingest_review"].service_config[0].uri
     }
   }
 

@@ -1,7 +1,6 @@
-# Secret containers only. Terraform never holds the values: add versions with
-# gcloud (see README), so nothing secret lands in state, variables or outputs.
-# The functions mount them as environment variables through
-# secret_environment_variables (functions.tf).
+# Secret containers and their versions. The values come from ephemeral variables (TF_VAR_api_key,
+# TF_VAR_followup_webhook_url) into write-only arguments, so they are in neither state nor plan files, and the
+# functions that mount them are created in the same apply, after the version exists.
 
 resource "google_secret_manager_secret" "api_key" {
   count = var.enable_api_key ? 1 : 0
@@ -14,7 +13,15 @@ resource "google_secret_manager_secret" "api_key" {
     auto {}
   }
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
+}
+
+resource "google_secret_manager_secret_version" "api_key" {
+  count = var.enable_api_key ? 1 : 0
+
+  secret                 = google_secret_manager_secret.api_key[0].id
+  secret_data_wo         = var.api_key
+  secret_data_wo_version = var.secret_values_version
 }
 
 resource "google_secret_manager_secret" "followup_webhook_url" {
@@ -28,5 +35,13 @@ resource "google_secret_manager_secret" "followup_webhook_url" {
     auto {}
   }
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
+}
+
+resource "google_secret_manager_secret_version" "followup_webhook_url" {
+  count = var.enable_followup_webhook ? 1 : 0
+
+  secret                 = google_secret_manager_secret.followup_webhook_url[0].id
+  secret_data_wo         = var.followup_webhook_url
+  secret_data_wo_version = var.secret_values_version
 }

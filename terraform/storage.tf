@@ -34,7 +34,8 @@ locals {
   )))
 }
 
-data "archive_file" "source" {
+# A resource, not a data source: the zip is built at apply, so a plan made on one machine applies on another.
+resource "archive_file" "source" {
   type             = "zip"
   source_dir       = local.source_root
   excludes         = local.source_excludes
@@ -57,24 +58,27 @@ resource "google_storage_bucket" "source" {
     enabled = true
   }
 
+  # Objects are named by content hash, so an object never gets a newer version (num_newer_versions would keep
+  # every archive forever); Terraform deletes the previous archive on each deploy, which versioning keeps as
+  # noncurrent: those go after a few days.
   lifecycle_rule {
     condition {
-      num_newer_versions = var.source_versions_to_keep
-      with_state         = "ARCHIVED"
+      days_since_noncurrent_time = var.source_archive_retention_days
+      with_state                 = "ARCHIVED"
     }
     action {
       type = "Delete"
     }
   }
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 resource "google_storage_bucket_object" "source" {
   # Content-addressed name: a code change uploads a new object, which
   # redeploys the functions.
-  name         = "source/function-source-${data.archive_file.source.output_md5}.zip"
+  name         = "source/function-source-${archive_file.source.output_md5}.zip"
   bucket       = google_storage_bucket.source.name
-  source       = data.archive_file.source.output_path
+  source       = archive_file.source.output_path
   content_type = "application/zip"
 }

@@ -45,9 +45,9 @@ variable "labels" {
 # ---------------------------------------------------------------- Firestore --
 
 variable "create_firestore_database" {
-  description = "Create the Firestore database (native mode) named by firestore_database. Leave false to use an existing database of that name."
+  description = "Create the Firestore database (native mode) named by firestore_database, as a new project needs. Set false to use an existing database of that name (or import it: terraform import 'google_firestore_database.this[0]' projects/<p>/databases/<name>)."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "firestore_database" {
@@ -82,68 +82,24 @@ variable "firestore_delete_protection" {
 
 variable "tiers" {
   description = <<-EOT
-    Sizing tiers, by name. Each function picks one with function_tiers.
-    memory: Cloud Run memory (e.g. 512Mi, 2Gi); cpu: vCPUs as a string ("1", "2");
-    concurrency: requests per instance; min_instances/max_instances: instance bounds;
-    timeout_seconds: request timeout (event-driven functions: at most 540).
-    Defaults are sized from the measured classifier: the int8 ONNX classifier process
-    peaks around 250 MB RSS after a batch of 32 long reviews, so 512Mi with 1 vCPU and
-    concurrency 1 (inference is CPU-bound) is the default tier; the HTTP tier has 2 vCPU
-    and room for 4 concurrent requests (one ORT thread each) for higher throughput.
+    Sizing tiers added to, or replacing by name, the defaults in locals.default_tiers (standard, ingest, http,
+    accurate, large): set only the tiers you change. A field left out takes the optional() default below.
+    memory: Cloud Run memory (e.g. 512Mi, 2Gi); cpu: vCPUs as a string ("1", "2"); concurrency: requests per
+    instance; min_instances/max_instances: instance bounds; timeout_seconds: request timeout (event-driven
+    functions: at most 540). Cloud Run needs at least 2 vCPU above 4Gi, 4 above 8Gi, 6 above 16Gi, 8 above 24Gi.
   EOT
   type = map(object({
-    memory          = string
-    cpu             = string
-    concurrency     = number
-    min_instances   = number
-    max_instances   = number
-    timeout_seconds = number
+    memory          = optional(string, "512Mi")
+    cpu             = optional(string, "1")
+    concurrency     = optional(number, 1)
+    min_instances   = optional(number, 0)
+    max_instances   = optional(number, 10)
+    timeout_seconds = optional(number, 60)
   }))
-  default = {
-    # ~250 MB peak RSS measured (int8 ONNX, batch of 32 long reviews) -> 512Mi leaves ~2x headroom.
-    standard = {
-      memory          = "512Mi"
-      cpu             = "1"
-      concurrency     = 1
-      min_instances   = 0
-      max_instances   = 10
-      timeout_seconds = 60
-    }
-    # HTTP: 4 concurrent batches share one loaded model (~250 MB) plus per-request
-    # activations; 2Gi / 2 vCPU keeps p99 latency flat under load.
-    http = {
-      memory          = "2Gi"
-      cpu             = "2"
-      concurrency     = 4
-      min_instances   = 0
-      max_instances   = 20
-      timeout_seconds = 60
-    }
-    # The accurate model (all-mpnet-base-v2, int8 weights expanded to fp32 at load) or the cascade (both models in one
-    # process): peaks of 639 MiB (accurate) and 758 MiB (cascade) measured by tools/cascade.py
-    # (bench/results/cascade.md) -> 2Gi, over 2.5x headroom. One vCPU, one request at a time: a review costs about
-    # 4x the fast model's CPU (4.4x accurate, 3.8x cascade on the held-out mix).
-    accurate = {
-      memory          = "2Gi"
-      cpu             = "1"
-      concurrency     = 1
-      min_instances   = 0
-      max_instances   = 10
-      timeout_seconds = 60
-    }
-    # For larger batches (MAX_BATCH raised) or longer MAX_REVIEW_CHARS.
-    large = {
-      memory          = "4Gi"
-      cpu             = "2"
-      concurrency     = 1
-      min_instances   = 0
-      max_instances   = 10
-      timeout_seconds = 300
-    }
-  }
+  default = {}
 
   validation {
-    condition = length(var.tiers) > 0 && alltrue([
+    condition = alltrue([
       for t in values(var.tiers) :
       can(regex("^[0-9]+(Mi|Gi)$", t.memory)) &&
       can(tonumber(t.cpu)) &&
@@ -153,6 +109,20 @@ variable "tiers" {
       t.timeout_seconds >= 1 && t.timeout_seconds <= 3600
     ])
     error_message = "Each tier needs memory like 512Mi/2Gi, a numeric cpu, 1 <= concurrency <= 1000 (concurrency > 1 needs cpu >= 1), 0 <= min_instances <= max_instances, max_instances >= 1, 1 <= timeout_seconds <= 3600."
+  }
+
+  validation {
+    # Cloud Run's minimum CPU per memory size: 8Gi with 1 vCPU passes the type check and fails at apply.
+    condition = alltrue([
+      for t in values(var.tiers) : try(
+        tonumber(t.cpu) >= (
+          tonumber(regex("^[0-9]+", t.memory)) * (endswith(t.memory, "Gi") ? 1024 : 1) > 24576 ? 8 :
+          tonumber(regex("^[0-9]+", t.memory)) * (endswith(t.memory, "Gi") ? 1024 : 1) > 16384 ? 6 :
+          tonumber(regex("^[0-9]+", t.memory)) * (endswith(t.memory, "Gi") ? 1024 : 1) > 8192 ? 4 :
+          tonumber(regex("^[0-9]+", t.memory)) * (endswith(t.memory, "Gi") ? 1024 : 1) > 4096 ? 2 : 0
+      ), true)
+    ])
+    error_message = "A tier's cpu is too small for its memory: Cloud Run needs at least 2 vCPU above 4Gi, 4 above 8Gi, 6 above 16Gi and 8 above 24Gi."
   }
 }
 
@@ -165,7 +135,7 @@ variable "function_tiers" {
   })
   default = {
     classify_http     = "http"
-    ingest_review     = "standard"
+    ingest_review     = "ingest"
     on_review_labeled = "standard"
   }
 }
@@ -276,9 +246,15 @@ variable "log_level" {
 # ------------------------------------------------------- Access and secrets --
 
 variable "allow_unauthenticated_http" {
-  description = "Make classify_http public (grants roles/run.invoker to allUsers). Off by default; when on, enable_api_key should be on too."
+  description = "Make classify_http public (grants roles/run.invoker to allUsers). Off by default; needs enable_api_key."
   type        = bool
   default     = false
+
+  # An error, not a check block's warning: a plan that would open the API to anyone without a key stops here.
+  validation {
+    condition     = !var.allow_unauthenticated_http || var.enable_api_key
+    error_message = "allow_unauthenticated_http needs enable_api_key = true: classify_http would be open to anyone with no API key."
+  }
 }
 
 variable "http_invoker_members" {
@@ -318,15 +294,37 @@ variable "event_ingress" {
 }
 
 variable "enable_api_key" {
-  description = "Create the API key secret and mount it into classify_http as API_KEY. Add a secret version before the apply that deploys it (see README)."
+  description = "Create the API key secret (its value from var.api_key) and mount it into classify_http as API_KEY."
   type        = bool
   default     = false
 }
 
+variable "api_key" {
+  description = "The API key callers must send in X-API-Key (enable_api_key). Pass it as TF_VAR_api_key: ephemeral, so it is kept in neither state nor plan."
+  type        = string
+  default     = null
+  sensitive   = true
+  ephemeral   = true
+}
+
 variable "enable_followup_webhook" {
-  description = "Create the webhook URL secret and mount it into on_review_labeled as FOLLOWUP_WEBHOOK_URL. Add a secret version before the apply that deploys it (see README)."
+  description = "Create the webhook URL secret (its value from var.followup_webhook_url) and mount it into on_review_labeled as FOLLOWUP_WEBHOOK_URL."
   type        = bool
   default     = false
+}
+
+variable "followup_webhook_url" {
+  description = "The Discord/Slack incoming-webhook URL (enable_followup_webhook). Pass it as TF_VAR_followup_webhook_url: ephemeral, kept in neither state nor plan."
+  type        = string
+  default     = null
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "secret_values_version" {
+  description = "Bump it to write new secret values (var.api_key, var.followup_webhook_url) as new versions: write-only values cannot be compared, so a change is announced by this number."
+  type        = number
+  default     = 1
 }
 
 variable "secret_version" {
@@ -340,13 +338,46 @@ variable "secret_version" {
   }
 }
 
-variable "source_versions_to_keep" {
-  description = "Noncurrent versions of each source archive object kept in the source bucket."
+variable "source_archive_retention_days" {
+  description = "Days a replaced source archive stays in the source bucket (as a noncurrent version) before it is deleted."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.source_archive_retention_days >= 1 && var.source_archive_retention_days <= 365
+    error_message = "source_archive_retention_days must be between 1 and 365."
+  }
+}
+
+variable "images_to_keep" {
+  description = "Most recent build images kept per function in the Artifact Registry repository, whatever their age."
   type        = number
   default     = 5
 
   validation {
-    condition     = var.source_versions_to_keep >= 1 && var.source_versions_to_keep <= 100
-    error_message = "source_versions_to_keep must be between 1 and 100."
+    condition     = var.images_to_keep >= 1 && var.images_to_keep <= 100
+    error_message = "images_to_keep must be between 1 and 100."
+  }
+}
+
+variable "image_retention_days" {
+  description = "Build images older than this are deleted, except the images_to_keep most recent ones."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.image_retention_days >= 1 && var.image_retention_days <= 3650
+    error_message = "image_retention_days must be between 1 and 3650."
+  }
+}
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) the alert policies notify. Empty: the policies exist and open incidents in the console, nobody is paged."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.alert_notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "alert_notification_channels entries must look like projects/<project>/notificationChannels/<id>."
   }
 }

@@ -37,15 +37,14 @@ def _unquote(value: Any) -> Any:
     return value
 
 
-def _norm(obj: Any) -> Any:
+def _norm(obj: Any, keep_block_markers: bool = False) -> Any:
+    """Quotes stripped, comments dropped; ``__is_block__`` kept on request (``x { }`` vs ``x = {...}``)."""
+    dropped = ("__comments__", "__inline_comments__") if keep_block_markers else (
+        "__is_block__", "__comments__", "__inline_comments__")
     if isinstance(obj, dict):
-        return {
-            _unquote(k): _norm(v)
-            for k, v in obj.items()
-            if k not in ("__is_block__", "__comments__", "__inline_comments__")
-        }
+        return {_unquote(k): _norm(v, keep_block_markers) for k, v in obj.items() if k not in dropped}
     if isinstance(obj, list):
-        return [_norm(v) for v in obj]
+        return [_norm(v, keep_block_markers) for v in obj]
     return _unquote(obj)
 
 
@@ -161,15 +160,17 @@ def string_literals_outside_comments(text: str) -> list[str]:
 # --------------------------------------------------------------------------- #
 
 
-def test_versions_pin_terraform_and_providers() -> None:
+def test_versions_pin_terraform_and_providers_exactly() -> None:
     (terraform,) = TF["terraform"]
-    assert re.fullmatch(r">=\s*1\.5(\.0)?", terraform["required_version"])
+    assert re.fullmatch(r">=\s*1\.1[1-9](\.\d+)?", terraform["required_version"]), "write-only secrets need >= 1.11"
     providers = block(terraform, "required_providers")
-    assert providers["google"]["source"] == "hashicorp/google"
-    google_version = providers["google"]["version"]
-    assert re.search(r">=\s*6\.\d", google_version) and re.search(r"<\s*7\.0", google_version), google_version
-    assert providers["archive"]["source"] == "hashicorp/archive"
-    assert re.search(r">=\s*2\.[4-9]", providers["archive"]["version"]), "archive excludes need glob support (>= 2.4)"
+    expected = {"google": "hashicorp/google", "google-beta": "hashicorp/google-beta", "archive": "hashicorp/archive",
+                "time": "hashicorp/time"}
+    assert {name: p["source"] for name, p in providers.items()} == expected
+    for name, provider in providers.items():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", provider["version"]), f"{name} is not pinned exactly"
+    assert providers["google"]["version"] == providers["google-beta"]["version"] == "8.7.0"  # the schema we test
+    assert tuple(map(int, providers["archive"]["version"].split("."))) >= (2, 5, 0), "glob excludes need 2.5.0"
 
 
 def test_every_variable_has_type_and_description() -> None:
@@ -203,7 +204,7 @@ def test_topic_outputs_name_the_topics_defined_here() -> None:
     assert is_ref(TF["output"]["dead_letter_topic"]["value"], "google_pubsub_topic.dead_letter.id")
     assert is_ref(
         TF["output"]["classify_http_url"]["value"],
-        "google_cloudfunctions2_function.classify_http.service_config[0].uri",
+        'google_cloudfunctions2_function.function["classify_http"].service_config[0].uri',
     )
 
 
@@ -257,34 +258,53 @@ SIZING = {
 }
 
 
+def function() -> dict[str, Any]:
+    """The one function resource, for_each over local.functions."""
+    assert set(resources("google_cloudfunctions2_function")) == {"function"}
+    return res("google_cloudfunctions2_function", "function")
+
+
 def functions() -> dict[str, Any]:
-    return resources("google_cloudfunctions2_function")
+    """Each function's entry of local.functions (what varies between them)."""
+    found: dict[str, Any] = TF["locals"]["functions"]
+    return found
 
 
 def test_exactly_the_three_functions_with_their_entry_points() -> None:
     assert set(functions()) == set(FUNCTIONS) == set(NAMES["functions"])
-    for name, body in functions().items():
-        build = block(body, "build_config")
-        assert build["runtime"] == "python311"
-        assert is_ref(build["entry_point"], f"local.names.functions.{name}")
-        assert resolve_names(build["entry_point"]) == name
-        storage = block(block(build, "source"), "storage_source")
-        assert is_ref(storage["bucket"], "google_storage_bucket.source.name")
-        assert is_ref(storage["object"], "google_storage_bucket_object.source.name")
-        assert is_ref(build["service_account"], "google_service_account.build.id")
+    body = function()
+    assert is_ref(body["for_each"], "local.functions")
+    assert is_ref(body["name"], "local.function_names[each.key]")
+    build = block(body, "build_config")
+    assert build["runtime"] == "python311"
+    assert is_ref(build["entry_point"], "local.names.functions[each.key]")
+    storage = block(block(build, "source"), "storage_source")
+    assert is_ref(storage["bucket"], "google_storage_bucket.source.name")
+    assert is_ref(storage["object"], "google_storage_bucket_object.source.name")
+    assert is_ref(build["service_account"], "google_service_account.build.id")
+    assert is_ref(build["docker_repository"], "google_artifact_registry_repository.functions.id")
+    for old in FUNCTIONS:  # state of the three resources this one replaced moves, nothing is recreated
+        assert f"google_cloudfunctions2_function.{old}" in tf_sources()["functions.tf"]
 
 
 def test_function_sizing_comes_only_from_the_chosen_tier() -> None:
     tier_local = TF["locals"]["tier"]
-    assert "var.function_tiers" in tier_local and "var.tiers" in tier_local, tier_local
-    for name, body in functions().items():
-        service = block(body, "service_config")
-        for attr, field in SIZING.items():
-            expr = service.get(attr)
-            assert isinstance(expr, str), f"{name}.{attr} is missing or a literal ({expr!r})"
-            assert f"local.tier.{name}.{field}" in expr, f"{name}.{attr} = {expr!r} is not from its tier"
-            without_tier = re.sub(r"local\.tier\.[a-z_]+\.[a-z_]+", "", expr)
-            assert not re.search(r"\d", without_tier.replace("${", "")), f"{name}.{attr} mixes in a literal: {expr}"
+    assert "var.function_tiers" in tier_local and "local.tiers" in tier_local, tier_local
+    assert "local.default_tiers" in TF["locals"]["tiers"] and "var.tiers" in TF["locals"]["tiers"]
+    service = block(function(), "service_config")
+    for attr, field in SIZING.items():
+        expr = service.get(attr)
+        assert isinstance(expr, str), f"{attr} is missing or a literal ({expr!r})"
+        if attr == "min_instance_count":
+            assert is_ref(expr, "each.value.min_instances")
+            for name, entry in functions().items():
+                assert f"local.tier.{name}.min_instances" in entry["min_instances"], name
+            continue
+        assert is_ref(expr, f"local.tier[each.key].{field}"), f"{attr} = {expr!r} is not from the tier"
+
+
+def _mib(memory: str) -> int:
+    return int(memory[:-2]) * (1024 if memory.endswith("Gi") else 1)
 
 
 def test_tiers_variable_shape_and_measured_defaults() -> None:
@@ -293,32 +313,46 @@ def test_tiers_variable_shape_and_measured_defaults() -> None:
     for field, ftype in (("memory", "string"), ("cpu", "string"), ("concurrency", "number"),
                          ("min_instances", "number"), ("max_instances", "number"),
                          ("timeout_seconds", "number")):
-        assert f"{field}={ftype}" in shape, f"tiers type lacks {field}: {shape}"
-    assert shape.startswith(("map(object(", "${map(object("))
-    default = tiers["default"]
+        assert re.search(rf"{field}=optional\({ftype},", shape), f"tiers lacks optional {field}: {shape}"
+    assert shape.startswith(("map(object(", "${map(object(")) and tiers["default"] == {}
+    default = TF["locals"]["default_tiers"]
     standard = default["standard"]
     assert standard["memory"] == "512Mi" and standard["cpu"] == "1" and standard["concurrency"] == 1
     http = default["http"]
-    mib = lambda m: int(m[:-2]) * (1024 if m.endswith("Gi") else 1)  # noqa: E731
-    assert mib(http["memory"]) > mib(standard["memory"])
+    assert _mib(http["memory"]) > _mib(standard["memory"])
     assert http["concurrency"] > 1 and float(http["cpu"]) >= 1
     chosen = TF["variable"]["function_tiers"]["default"]
     assert set(chosen) == set(FUNCTIONS)
-    assert chosen["classify_http"] == "http"
-    assert chosen["ingest_review"] == "standard" and chosen["on_review_labeled"] == "standard"
+    assert chosen == {"classify_http": "http", "ingest_review": "ingest", "on_review_labeled": "standard"}
     assert all(t in default for t in chosen.values())
-    text = (TF_DIR / "variables.tf").read_text(encoding="utf-8")
-    assert re.search(r"250\s*MB", text) and "32 long reviews" in text, "measured RSS is not noted by the defaults"
+    text = (TF_DIR / "main.tf").read_text(encoding="utf-8")
+    assert re.search(r"250\s*MB", text), "measured RSS is not noted by the defaults"
+
+
+def test_ingest_absorbs_a_burst_instead_of_burning_delivery_attempts() -> None:
+    ingest = TF["locals"]["default_tiers"][TF["variable"]["function_tiers"]["default"]["ingest_review"]]
+    assert ingest["concurrency"] >= 4 and ingest["max_instances"] >= 20
+    assert NAMES["max_delivery_attempts"] >= 10
+
+
+def test_default_tiers_respect_cloud_runs_cpu_for_memory_rule() -> None:
+    def minimum(mib: int) -> int:
+        return 8 if mib > 24576 else 6 if mib > 16384 else 4 if mib > 8192 else 2 if mib > 4096 else 0
+
+    for name, tier in TF["locals"]["default_tiers"].items():
+        assert float(tier["cpu"]) >= minimum(_mib(tier["memory"])), name
+    validations = TF["variable"]["tiers"]["validation"]
+    assert any("24576" in v["condition"] and "4096" in v["condition"] for v in validations)
 
 
 def test_ingest_tier_timeout_does_not_exceed_ack_deadline_by_default() -> None:
-    default = TF["variable"]["tiers"]["default"]
+    default = TF["locals"]["default_tiers"]
     ingest_tier = TF["variable"]["function_tiers"]["default"]["ingest_review"]
     assert default[ingest_tier]["timeout_seconds"] <= NAMES["ack_deadline_seconds"]
 
 
 def test_http_min_instances_can_buy_away_cold_starts() -> None:
-    expr = block(functions()["classify_http"], "service_config")["min_instance_count"]
+    expr = functions()["classify_http"]["min_instances"]
     assert "var.http_min_instances" in expr and "local.tier.classify_http.min_instances" in expr
 
 
@@ -337,10 +371,9 @@ def test_functions_get_the_environment_the_code_reads() -> None:
     assert is_ref(common["REJECTED_COLLECTION"], "local.names.rejected_collection")
     assert is_ref(common["FOLLOWUP_TOPIC"], "google_pubsub_topic.followup.name")
     assert is_ref(common["FIRESTORE_DATABASE"], "local.firestore_database")
-    for name, body in functions().items():
-        env = block(body, "service_config")["environment_variables"]
-        assert "local.common_env" in env and "ORT_INTRA_OP_THREADS" in env, f"{name}: {env}"
-        assert "API_KEY" not in env and "WEBHOOK" not in env
+    env = block(function(), "service_config")["environment_variables"]
+    assert "local.common_env" in env and "ORT_INTRA_OP_THREADS" in env, env
+    assert "API_KEY" not in env and "WEBHOOK" not in env
 
 
 def test_firestore_database_default_and_optional_creation() -> None:
@@ -368,8 +401,12 @@ def test_required_apis_are_enabled() -> None:
 
 
 def test_firestore_trigger_matches_reviews_collection_in_names_json() -> None:
-    body = functions()["on_review_labeled"]
-    trigger = block(body, "event_trigger")
+    dynamic = dynamic_blocks(function())["event_trigger"]
+    if isinstance(dynamic, list):
+        dynamic = dynamic[0]
+    wanted = '${each.key=="on_review_labeled"?[local.names.reviews_collection]:[]}'
+    assert dynamic["for_each"].replace(" ", "") == wanted
+    trigger = block(dynamic, "content")
     assert trigger["event_type"] == "google.cloud.firestore.document.v1.written"
     assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
     assert is_ref(trigger["trigger_region"], "var.firestore_location")
@@ -380,14 +417,13 @@ def test_firestore_trigger_matches_reviews_collection_in_names_json() -> None:
     assert "operator" not in filters["database"]
     document = filters["document"]
     assert document["operator"] == "match-path-pattern"
-    assert "local.names.reviews_collection" in document["value"], "collection must come from names.json"
-    assert resolve_names(document["value"]) == f"{NAMES['reviews_collection']}/{{review_id}}"
+    assert document["value"] == "${event_trigger.value}/{review_id}", "collection must come from names.json"
 
 
 def test_http_functions_have_no_event_trigger() -> None:
-    # ingest_review is fed by the owned push subscription, not an Eventarc Pub/Sub trigger.
-    for name in ("classify_http", "ingest_review"):
-        assert "event_trigger" not in functions()[name], name
+    # ingest_review is fed by the owned push subscription, not an Eventarc Pub/Sub trigger: only the dynamic
+    # trigger above, whose for_each is empty for every function but on_review_labeled.
+    assert "event_trigger" not in function()
 
 
 def test_push_subscription_owns_retry_and_dead_letter() -> None:
@@ -396,11 +432,11 @@ def test_push_subscription_owns_retry_and_dead_letter() -> None:
     assert is_ref(sub["ack_deadline_seconds"], "local.names.ack_deadline_seconds")
     push = block(sub, "push_config")
     endpoint = push["push_endpoint"]
-    assert endpoint.startswith("${google_cloudfunctions2_function.ingest_review.service_config[0].uri}/"), endpoint
+    assert endpoint.startswith('${google_cloudfunctions2_function.function["ingest_review"].service_config[0].uri}/')
     assert endpoint.endswith("/projects/${var.project_id}/topics/${google_pubsub_topic.ingest.name}"), endpoint
     oidc = block(push, "oidc_token")
     assert is_ref(oidc["service_account_email"], "google_service_account.pubsub_invoker.email")
-    assert is_ref(oidc["audience"], "google_cloudfunctions2_function.ingest_review.service_config[0].uri")
+    assert is_ref(oidc["audience"], 'google_cloudfunctions2_function.function["ingest_review"].service_config[0].uri')
     retry = block(sub, "retry_policy")
     assert resolve_names(retry["minimum_backoff"]) == f"{NAMES['min_retry_backoff_seconds']}s"
     assert resolve_names(retry["maximum_backoff"]) == f"{NAMES['max_retry_backoff_seconds']}s"
@@ -420,7 +456,10 @@ def test_dead_letter_subscription_keeps_messages() -> None:
 
 def test_pubsub_service_agent_can_dead_letter() -> None:
     agent = TF["locals"]["pubsub_service_agent"]
-    assert "gcp-sa-pubsub.iam.gserviceaccount.com" in agent and "data.google_project.this.number" in agent
+    assert 'google_project_service_identity.agent["pubsub.googleapis.com"].email' in agent
+    identity = res("google_project_service_identity", "agent")
+    assert identity["provider"] == "${google-beta}" or "google-beta" in identity["provider"]
+    assert "pubsub.googleapis.com" in identity["for_each"] and "eventarc.googleapis.com" in identity["for_each"]
     pub = res("google_pubsub_topic_iam_member", "dead_letter_publisher")
     assert is_ref(pub["topic"], "google_pubsub_topic.dead_letter.name")
     assert pub["role"] == "roles/pubsub.publisher" and is_ref(pub["member"], "local.pubsub_service_agent")
@@ -431,13 +470,17 @@ def test_pubsub_service_agent_can_dead_letter() -> None:
 
 def test_invokers_hold_run_invoker_on_their_own_function_only() -> None:
     push = res("google_cloud_run_service_iam_member", "pubsub_invoker")
-    assert is_ref(push["service"], "google_cloudfunctions2_function.ingest_review.name")
+    assert is_ref(push["service"], 'google_cloudfunctions2_function.function["ingest_review"].name')
     assert push["role"] == "roles/run.invoker"
     assert "google_service_account.pubsub_invoker.email" in push["member"]
     eventarc = res("google_cloud_run_service_iam_member", "eventarc_invoker")
-    assert is_ref(eventarc["service"], "google_cloudfunctions2_function.on_review_labeled.name")
+    assert is_ref(eventarc["service"], 'google_cloudfunctions2_function.function["on_review_labeled"].name')
     assert eventarc["role"] == "roles/run.invoker"
     assert "google_service_account.eventarc_invoker.email" in eventarc["member"]
+    for name in ("pubsub_invoker", "eventarc_invoker", "classify_public", "classify_invokers"):
+        binding = res("google_cloud_run_service_iam_member", name)
+        (lifecycle,) = binding["lifecycle"]
+        assert "google_cloudfunctions2_function.function[" in str(lifecycle["replace_triggered_by"]), name
     receiver = res("google_project_iam_member", "eventarc_receiver")
     assert receiver["role"] == "roles/eventarc.eventReceiver"
     assert "google_service_account.eventarc_invoker.email" in receiver["member"]
@@ -509,7 +552,7 @@ def _archive_listing(root: Path, allow: list[str], deny: list[str]) -> list[str]
 
 
 def test_source_archive_is_built_from_the_allow_list() -> None:
-    archive = TF["data"]["archive_file"]["source"]
+    archive = res("archive_file", "source")  # a resource: built at apply, not at plan
     assert archive["type"] == "zip"
     assert is_ref(archive["source_dir"], "local.source_root")
     assert is_ref(archive["excludes"], "local.source_excludes")
@@ -524,8 +567,8 @@ def test_source_archive_is_built_from_the_allow_list() -> None:
     excludes = TF["locals"]["source_excludes"]
     assert "local.source_deny" in excludes and "local.source_allow" in excludes and "local.source_top_level" in excludes
     obj = res("google_storage_bucket_object", "source")
-    assert is_ref(obj["source"], "data.archive_file.source.output_path")
-    assert "data.archive_file.source.output_md5" in obj["name"], "object name must change with the content"
+    assert is_ref(obj["source"], "archive_file.source.output_path")
+    assert "archive_file.source.output_md5" in obj["name"], "object name must change with the content"
 
 
 def test_source_archive_excludes_everything_else(tmp_path: Path) -> None:
@@ -582,43 +625,46 @@ def test_all_users_only_behind_the_public_variable() -> None:
                         f"{rtype}.{name} grants {s} without the allow_unauthenticated_http guard"
                     )
                     assert body["role"] == "roles/run.invoker"
-                    assert is_ref(body["service"], "google_cloudfunctions2_function.classify_http.name")
+                    assert is_ref(body["service"], 'google_cloudfunctions2_function.function["classify_http"].name')
                     guarded.append(name)
     assert guarded == ["classify_public"], guarded
     for _, s in walk_strings(TF["locals"]):
         assert "allUsers" not in s and "allAuthenticatedUsers" not in s
-    assert TF["variable"]["allow_unauthenticated_http"]["default"] is False
+    public = TF["variable"]["allow_unauthenticated_http"]
+    assert public["default"] is False
+    # an error at plan, not a check block's warning
+    (validation,) = public["validation"]
+    assert validation["condition"].replace(" ", "") == "${!var.allow_unauthenticated_http||var.enable_api_key}"
+    assert not TF["check"], "check blocks only warn"
 
 
 def test_one_service_account_per_function() -> None:
     sa_ids = TF["locals"]["function_sa_ids"]
     assert set(sa_ids) == set(FUNCTIONS)
     assert is_ref(res("google_service_account", "function")["for_each"], "local.function_sa_ids")
-    emails = set()
-    for name, body in functions().items():
-        email = block(body, "service_config")["service_account_email"]
-        assert is_ref(email, f'google_service_account.function["{name}"].email'), f"{name}: {email}"
-        emails.add(email)
-    assert len(emails) == 3
+    email = block(function(), "service_config")["service_account_email"]
+    assert is_ref(email, "google_service_account.function[each.key].email"), email
 
 
 def test_roles_are_least_privilege() -> None:
-    project_roles: set[str] = set()
-    for body in resources("google_project_iam_member").values():
-        role = body["role"]
-        if role.startswith("${"):
-            role_set = TF["locals"]["build_roles"] if "each.value" in role else role
-            project_roles.update(re.findall(r"roles/[A-Za-z.]+", str(role_set)))
-        else:
-            project_roles.add(role)
-    assert project_roles <= {
-        "roles/datastore.user", "roles/eventarc.eventReceiver",
-        "roles/artifactregistry.writer", "roles/logging.logWriter",
-    }, project_roles
+    project_roles = {body["role"] for body in resources("google_project_iam_member").values()}
+    assert project_roles == {"roles/datastore.user", "roles/eventarc.eventReceiver", "roles/logging.logWriter",
+                             "roles/storage.objectViewer"}, project_roles
     for rtype in ("google_project_iam_binding", "google_project_iam_policy"):
         assert not resources(rtype), f"{rtype} is authoritative; use *_iam_member"
     for _, s in walk_strings(TF["resource"]):
         assert not re.search(r"roles/(owner|editor|viewer)\b", s), s
+    # the project-wide grants that have a narrower target carry an IAM condition
+    for name in ("datastore_user", "build_source_reader"):
+        (condition,) = res("google_project_iam_member", name)["condition"]
+        assert condition["title"] and condition["expression"], name
+    assert "local.firestore_database" in block(res("google_project_iam_member", "datastore_user"),
+                                                "condition")["expression"]
+    reader = block(res("google_project_iam_member", "build_source_reader"), "condition")["expression"]
+    assert "gcf-v2-sources-${data.google_project.this.number}-${var.region}" in reader
+    writer = res("google_artifact_registry_repository_iam_member", "build_writer")
+    assert writer["role"] == "roles/artifactregistry.writer"
+    assert is_ref(writer["repository"], "google_artifact_registry_repository.functions.name")
     datastore = res("google_project_iam_member", "datastore_user")
     assert datastore["role"] == "roles/datastore.user"
     assert set(re.findall(r'"([a-z_]+)"', TF["locals"]["firestore_users"])) <= {"ingest_review", "on_review_labeled"}
@@ -646,39 +692,43 @@ def test_secrets_are_own_secret_accessors_only() -> None:
 
 
 def test_secrets_are_mounted_only_through_secret_environment_variables() -> None:
-    assert not resources("google_secret_manager_secret_version"), "secret values must not live in Terraform"
-    mounts: dict[str, Any] = {}
-    for name, body in functions().items():
-        service = block(body, "service_config")
-        # Optional mounts: only as dynamic blocks guarded by their enable_* variable.
-        assert "secret_environment_variables" not in service, f"{name}: unguarded secret mount"
-        dyn = dynamic_blocks(service).get("secret_environment_variables")
-        if dyn:
-            content = block(dyn, "content")
-            mounts[name] = (content["key"], dyn["for_each"], content)
-    assert set(mounts) == {"classify_http", "on_review_labeled"}
-    key, for_each, content = mounts["classify_http"]
-    assert key == "API_KEY" and "var.enable_api_key" in for_each and "google_secret_manager_secret.api_key" in for_each
-    key, for_each, content = mounts["on_review_labeled"]
-    assert key == "FOLLOWUP_WEBHOOK_URL" and "var.enable_followup_webhook" in for_each
-    assert "google_secret_manager_secret.followup_webhook_url" in for_each
-    for _, (_, _, content) in mounts.items():
-        assert is_ref(content["secret"], "secret_environment_variables.value")
-        assert is_ref(content["version"], "var.secret_version")
+    # Values reach Secret Manager only through write-only arguments fed by ephemeral variables: never in state.
+    for name, variable in (("api_key", "api_key"), ("followup_webhook_url", "followup_webhook_url")):
+        version = res("google_secret_manager_secret_version", name)
+        assert set(version) == {"count", "secret", "secret_data_wo", "secret_data_wo_version"}, version
+        assert is_ref(version["secret_data_wo"], f"var.{variable}")
+        declared = TF["variable"][variable]
+        assert declared["ephemeral"] is True and declared["sensitive"] is True and declared["default"] is None
+    service = block(function(), "service_config")
+    assert "secret_environment_variables" not in service, "unguarded secret mount"
+    dyn = dynamic_blocks(service)["secret_environment_variables"]
+    dyn = dyn[0] if isinstance(dyn, list) else dyn
+    assert is_ref(dyn["for_each"], "each.value.secrets")
+    content = block(dyn, "content")
+    assert is_ref(content["key"], "secret_environment_variables.key")
+    assert is_ref(content["secret"], "secret_environment_variables.value")
+    assert is_ref(content["version"], "var.secret_version")
+    mounts = {name: entry["secrets"] for name, entry in functions().items()}
+    assert mounts["ingest_review"] in ({}, "${{}}")
+    assert "var.enable_api_key" in mounts["classify_http"] and "API_KEY" in mounts["classify_http"]
+    assert "google_secret_manager_secret.api_key" in mounts["classify_http"]
+    assert "var.enable_followup_webhook" in mounts["on_review_labeled"]
+    assert "FOLLOWUP_WEBHOOK_URL" in mounts["on_review_labeled"]
     # Anywhere else a secret is referenced must be its IAM member or a depends_on.
     for rtype, found in TF["resource"].items():
         for name, body in found.items():
             for path, s in walk_strings(body):
                 if "google_secret_manager_secret." not in s or rtype.startswith("google_secret_manager_secret"):
                     continue
-                assert path[0] == "depends_on" or (
+                assert path[0] in ("depends_on", "triggers") or (
                     "dynamic" in path and "secret_environment_variables" in path
                 ), f"{rtype}.{name} references a secret outside secret_environment_variables: {path}"
-    for _, s in walk_strings(TF["locals"]):
-        assert "google_secret_manager" not in s
+    for key, s in walk_strings(TF["locals"]):
+        assert "google_secret_manager" not in s or key[:3] in (("functions", "classify_http", "secrets"),
+                                                               ("functions", "on_review_labeled", "secrets")), key
     for name, body in TF["variable"].items():
-        if body["type"] in ("string", "${string}"):
-            assert not re.search(r"(api_key|webhook_url|password|token)$", name), f"secret value as variable: {name}"
+        if re.search(r"(api_key|webhook_url|password|token)$", name) and body["type"] in ("string", "${string}"):
+            assert body.get("ephemeral") is True, f"secret value as a non-ephemeral variable: {name}"
 
 
 def test_secret_containers_are_optional() -> None:
@@ -750,17 +800,14 @@ def test_each_function_serves_the_model_chosen_for_it() -> None:
     assert is_ref(env["cascade"]["CASCADE_MODEL_DIR"], "local.model_dirs.accurate")
     assert "local.names.model_artifacts" in TF["locals"]["model_dirs"]
     assert set(NAMES["model_artifacts"]) == {"fast", "accurate"}
-    for name in FUNCTIONS:
-        service = res("google_cloudfunctions2_function", name)["service_config"]
-        service = service[0] if isinstance(service, list) else service
-        assert f"local.function_model_env.{name}" in service["environment_variables"], name
-        lifecycle = res("google_cloudfunctions2_function", name)["lifecycle"]
-        conditions = [p["condition"] for block in lifecycle for p in block["precondition"]]
-        assert any(f"local.model_fits_tier.{name}" in c for c in conditions), f"{name}: no memory check for its model"
+    service = block(function(), "service_config")
+    assert "local.function_model_env[each.key]" in service["environment_variables"]
+    conditions = [p["condition"] for block in function()["lifecycle"] for p in block["precondition"]]
+    assert any("local.model_fits_tier[each.key]" in c for c in conditions), "no memory check for the model"
 
 
 def test_the_accurate_tier_is_sized_for_the_accurate_model() -> None:
-    accurate = TF["variable"]["tiers"]["default"]["accurate"]
+    accurate = TF["locals"]["default_tiers"]["accurate"]
     mib = int(accurate["memory"][:-2]) * (1024 if accurate["memory"].endswith("Gi") else 1)
     assert mib >= 2048 and float(accurate["cpu"]) >= 1
     assert "2048" in TF["locals"]["model_fits_tier"], "the precondition and the tier must agree on 2Gi"
@@ -773,3 +820,72 @@ def test_artifacts_no_function_serves_stay_out_of_the_source_zip() -> None:
     shipped = _archive_listing(ROOT, allow, [*deny, *unserved])
     assert any(rel.startswith(f"model_artifacts/{NAMES['model_artifacts']['fast']}/") for rel in shipped)
     assert not any(rel.startswith(unserved[0]) for rel in shipped)
+
+
+# --------------------------------------------------------------------------- #
+# the example: what one apply on a new project creates
+# --------------------------------------------------------------------------- #
+
+EXAMPLE = TF_DIR / "examples" / "new-project"
+
+
+def _tfvars(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as fh:
+        return {key: _norm(value) for key, value in _norm(hcl2.load(fh)).items()}
+
+
+def _instances(body: dict[str, Any], variables: dict[str, Any]) -> int:
+    """How many instances a resource makes, for the count/for_each shapes this configuration uses."""
+
+    def var(name: str) -> Any:
+        return variables[name] if name in variables else TF["variable"][name].get("default")
+
+    if "count" in body:
+        match = re.fullmatch(r"\$\{var\.([a-z_]+) \? 1 : 0\}", body["count"])
+        assert match, f"count shape not understood: {body['count']}"
+        return 1 if var(match.group(1)) else 0
+    if "for_each" not in body:
+        return 1
+    each = body["for_each"]
+    if isinstance(each, dict):
+        return len(each)
+    expr = each[2:-1] if each.startswith("${") else each
+    if expr.startswith("local."):
+        value = TF["locals"][expr.split(".", 1)[1]]
+        return len(value) if isinstance(value, dict) else len(set(re.findall(r'"([^"]+)"', value)))
+    if expr.startswith("toset(["):
+        return len(set(re.findall(r'"([^"]+)"', expr)))
+    match = re.fullmatch(r"toset\(var\.([a-z_]+)\)", expr)
+    assert match, f"for_each shape not understood: {each}"
+    return len(set(var(match.group(1))))
+
+
+def planned(variables: dict[str, Any]) -> list[str]:
+    rows = []
+    for rtype, found in sorted(TF["resource"].items()):
+        for name, body in sorted(found.items()):
+            count = _instances(body, variables)
+            if count:
+                rows.append(f"{rtype}.{name} x{count}")
+    return rows
+
+
+def test_the_example_lists_exactly_what_apply_creates_on_a_new_project() -> None:
+    variables = _tfvars(EXAMPLE / "terraform.tfvars")
+    assert set(variables) <= set(TF["variable"]), set(variables) - set(TF["variable"])
+    listed = [line for line in (EXAMPLE / "expected_resources.txt").read_text(encoding="utf-8").splitlines()
+              if line and not line.startswith("#")]
+    assert listed == planned(variables), "\n".join(planned(variables))
+    total = sum(int(line.rsplit("x", 1)[1]) for line in listed)
+    assert f"{total} resources" in (EXAMPLE / "expected_resources.txt").read_text(encoding="utf-8")
+
+
+def test_switches_add_what_they_say() -> None:
+    base = planned(_tfvars(EXAMPLE / "terraform.tfvars"))
+    with_key = planned({**_tfvars(EXAMPLE / "terraform.tfvars"), "enable_api_key": True,
+                        "allow_unauthenticated_http": True})
+    added = sorted(set(with_key) - set(base))
+    assert added == ["google_cloud_run_service_iam_member.classify_public x1",
+                     "google_secret_manager_secret.api_key x1",
+                     "google_secret_manager_secret_iam_member.api_key x1",
+                     "google_secret_manager_secret_version.api_key x1"], added
