@@ -11,21 +11,22 @@ locals {
       description   = "reviewsense: classify review texts over HTTP."
       ingress       = var.http_ingress
       min_instances = coalesce(var.http_min_instances, local.tier.classify_http.min_instances)
-      secrets       = var.enable_api_key ? { API_KEY = google_secret_manager_secret.api_key[0].secret_id } : {}
+      # tomap(): an object with a key and an empty one are not one type, so a bare conditional would not plan
+      secrets = var.enable_api_key ? tomap({ API_KEY = google_secret_manager_secret.api_key[0].secret_id }) : tomap({})
     }
     ingest_review = {
       description   = "reviewsense: classify reviews published to the ingestion topic (Pub/Sub push)."
       ingress       = var.event_ingress
       min_instances = local.tier.ingest_review.min_instances
-      secrets       = {}
+      secrets       = tomap({})
     }
     on_review_labeled = {
       description   = "reviewsense: act on labeled reviews (follow-up topic, optional webhook)."
       ingress       = var.event_ingress
       min_instances = local.tier.on_review_labeled.min_instances
-      secrets = var.enable_followup_webhook ? {
+      secrets = var.enable_followup_webhook ? tomap({
         FOLLOWUP_WEBHOOK_URL = google_secret_manager_secret.followup_webhook_url[0].secret_id
-      } : {}
+      }) : tomap({})
     }
   }
 }
