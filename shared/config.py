@@ -62,6 +62,7 @@ class Settings:
     followup_unsure_min: float
     webhook_timeout_seconds: float
     followup_max_event_age_seconds: int
+    followup_max_age_days: int
     log_level: str
     log_review_text: bool
     firestore_timeout_seconds: float
@@ -152,6 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 5.0, 0.1, 60.0),
         # Eventarc retries a failed event for up to 24 h; past this age a failure is logged and acknowledged
         followup_max_event_age_seconds=_int(env, "FOLLOWUP_MAX_EVENT_AGE_SECONDS", 3600),
+        followup_max_age_days=_int(env, "FOLLOWUP_MAX_AGE_DAYS", 7),
         log_level=_text(env, "LOG_LEVEL", "INFO").upper(),
         log_review_text=_bool(env, "LOG_REVIEW_TEXT", False),
         # Per Firestore call, retries included: a push must fail (5xx, retried) well before the ack deadline.

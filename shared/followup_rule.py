@@ -9,12 +9,18 @@ Bands of a labeled negative review: score >= FOLLOWUP_THRESHOLD opens a follow-u
 priority high at >= FOLLOWUP_HIGH_PRIORITY) and notifies; FOLLOWUP_UNSURE_MIN <= score <
 FOLLOWUP_THRESHOLD opens one as ``needs_review`` and never notifies (a person decides);
 below that, nothing.
+
+Only recent reviews open follow-ups, on every path: a review written more than
+FOLLOWUP_MAX_AGE_DAYS (7) days ago (its ``created_at``, else when it reached us) is labeled but
+pages nobody. A backfill of last year's app-store export, or a relabel with a new model, must
+not wake support for complaints that were answered (or lost) long ago.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -68,7 +74,24 @@ def priority(score: float, settings: Settings) -> str:
     return "high" if score >= settings.followup_high_priority else "normal"
 
 
-def decide(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, settings: Settings) -> Decision:
+def age_days(fields: Mapping[str, Any], now: datetime | None = None) -> float | None:
+    """Days since the review was written (``created_at``, else ``publish_time``); None if neither is a time."""
+    for key in ("created_at", "publish_time"):
+        value = fields.get(key)
+        when = value if isinstance(value, datetime) else None
+        if isinstance(value, str):
+            try:
+                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                when = None
+        if when is not None:
+            when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+            return ((now or datetime.now(UTC)) - when).total_seconds() / 86400
+    return None
+
+
+def decide(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, settings: Settings,
+           now: datetime | None = None) -> Decision:
     """The action for one write of ``reviews/{id}`` (``old`` None: created; ``new`` None: deleted)."""
     if new is None:
         return Decision(Action.NONE, "review deleted")
@@ -76,6 +99,11 @@ def decide(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, setting
     new_label, new_score = _sentiment(new)
     if new_band is not Action.NONE:
         assert new_score is not None
+        age = age_days(new, now)
+        if age is not None and age > settings.followup_max_age_days:
+            origin = f", labeled by {new['labeled_by']}" if new.get("labeled_by") else ""
+            return Decision(Action.NONE, f"negative but written {age:.0f} days ago (FOLLOWUP_MAX_AGE_DAYS "
+                                         f"{settings.followup_max_age_days}{origin}): no follow-up")
         if old is not None and band(old, settings) is new_band and old.get("text_sha256") == new.get("text_sha256"):
             return Decision(Action.NONE, f"already {new_band.value}: not a transition")
         return Decision(new_band, f"negative {new_score:.3f}", priority(new_score, settings))

@@ -292,3 +292,18 @@ def test_when_a_channel_is_due(followup: dict[str, Any], expected: Due) -> None:
                                                    (None, False)])
 def test_which_webhook_failures_are_permanent(status: int | None, permanent: bool) -> None:
     assert WebhookError("webhook answered", status).permanent is permanent
+
+
+@pytest.mark.parametrize(("created_at", "action"), [
+    ("2026-12-01T09:00:00Z", Action.OPEN),  # yesterday
+    ("2026-11-20T09:00:00Z", Action.NONE),  # 12 days before "now": labeled, pages nobody
+    (None, Action.OPEN),  # no created_at: arrival time (publish_time) decides
+])
+def test_only_recent_reviews_open_followups(created_at: str | None, action: Action) -> None:
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    fields = review(score=0.95, publish_time="2026-12-02T08:00:00Z",
+                    **({"created_at": created_at} if created_at else {}), labeled_by="backfill")
+    decision = decide(None, fields, SETTINGS, now=now)
+    assert decision.action is action
+    if action is Action.NONE:
+        assert "FOLLOWUP_MAX_AGE_DAYS" in decision.reason and "backfill" in decision.reason

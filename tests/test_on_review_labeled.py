@@ -182,12 +182,12 @@ def review_doc(review_id: str, text: str, label: str, score: float, **extra: Any
     others = {name: round((1 - score) / 2, 6) for name in ("negative", "neutral", "positive") if name != label}
     return {
         "review_id": review_id, "text": text, "customer_id": "cust-42", "source": "web-form",
-        "created_at": "2026-11-20T10:00:00Z", "metadata": {"order": "A-1001"}, "attributes": {},
+        "created_at": datetime.now(UTC).isoformat(), "metadata": {"order": "A-1001"}, "attributes": {},
         "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         "sentiment": {"label": label, "score": score, "scores": {label: score, **others}},
         "model": {"name": "review-sentiment-minilm", "version": "test"}, "status": "labeled",
         "classified_at": firestore.SERVER_TIMESTAMP, "message_id": uuid.uuid4().hex,
-        "publish_time": "2026-11-20T10:00:01Z", "edited": False, "edit_count": 0, **extra,
+        "publish_time": datetime.now(UTC).isoformat(), "edited": False, "edit_count": 0, **extra,
     }
 
 
