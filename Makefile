@@ -5,13 +5,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the backfill pipeline's own environment (apache-beam pins protobuf < 7; the functions run 7)
+BEAM_VENV := .venv-beam
+BEAM_STAMP := $(BEAM_VENV)/.installed
 DATA_STAMP := build/data/.prepared
 PORT ?= 8080
 RECIPE ?= fast
 # long training runs live outside the work tree, so a session that ends mid-run can resume in the next one
 RUNS ?= $(HOME)/.cache/reviewsense
 
-.PHONY: setup run publish serve replay-dead-letters reliability test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model accurate-model distill portability teacher leave-domains-out clean
+.PHONY: setup run publish serve replay-dead-letters reliability backfill relabel test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model accurate-model distill portability teacher leave-domains-out clean
 
 setup: $(STAMP)
 
@@ -35,6 +38,23 @@ publish: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/functions-framework --source main.py --target classify_http --port $(PORT)
 
+$(BEAM_STAMP): backfill/requirements.txt
+	@test -x $(BEAM_VENV)/bin/python || $(PY) -m venv $(BEAM_VENV)
+	$(BEAM_VENV)/bin/python -m pip install -q -r backfill/requirements.txt
+	@touch $(BEAM_STAMP)
+
+## backfill: label a JSONL/CSV file (local or gs://) into the running `make run`'s Firestore, Beam DirectRunner:
+##   make backfill FILE=reviews.jsonl [COLUMNS=id=review_id,text=body] [DRY_RUN=1]; a second run writes nothing
+backfill: $(BEAM_STAMP)
+	@test -n "$$FILE" || { echo 'usage: make backfill FILE=reviews.jsonl|reviews.csv [COLUMNS=...] [DRY_RUN=1]' >&2; exit 2; }
+	$(BEAM_VENV)/bin/python -m backfill.local --source "$$FILE" --mode label $(if $(COLUMNS),--columns "$$COLUMNS") \
+		$(if $(DRY_RUN),--dry-run)
+
+## relabel: re-label every review of the running `make run` whose label came from another model (MODEL_DIR=...)
+relabel: $(BEAM_STAMP)
+	$(BEAM_VENV)/bin/python -m backfill.local --source firestore --mode relabel \
+		$(if $(MODEL_DIR),--model-dir "$$MODEL_DIR") $(if $(DRY_RUN),--dry-run)
+
 ## reliability: storm, duplicates, edits, a restart mid-storm, poison, follow-ups, hostile HTTP and load against the
 ##   real emulators and the served functions (loopback only, a few minutes); writes RELIABILITY.md
 reliability: $(STAMP)
@@ -55,7 +75,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy main.py functions shared tools local bench ops reliability tests
+	$(BIN)/mypy main.py functions shared tools local bench ops reliability backfill tests
 
 corpus-check: $(STAMP)
 	$(BIN)/python tools/corpus.py check
@@ -63,7 +83,7 @@ corpus-check: $(STAMP)
 tf-check:
 	bash terraform/check.sh
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(BEAM_STAMP)
 	$(BIN)/python -m pytest -q
 
 ## bench: the full benchmark against a transformers pipeline (minutes; bench/results/latest.{json,md,png})

@@ -13,7 +13,8 @@ below that, nothing.
 Only recent reviews open follow-ups, on every path: a review written more than
 FOLLOWUP_MAX_AGE_DAYS (7) days ago (its ``created_at``, else when it reached us) is labeled but
 pages nobody. A backfill of last year's app-store export, or a relabel with a new model, must
-not wake support for complaints that were answered (or lost) long ago.
+not wake support for complaints that were answered (or lost) long ago; a backfilled review
+with no ``created_at`` at all (``labeled_by: backfill``) has no known age and pages nobody either.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ def decide(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, setting
     if new_band is not Action.NONE:
         assert new_score is not None
         age = age_days(new, now)
+        if age is None and new.get("labeled_by") == "backfill":
+            return Decision(Action.NONE, "negative, from a backfill with no created_at: its age is unknown, so "
+                                         "no follow-up")
         if age is not None and age > settings.followup_max_age_days:
             origin = f", labeled by {new['labeled_by']}" if new.get("labeled_by") else ""
             return Decision(Action.NONE, f"negative but written {age:.0f} days ago (FOLLOWUP_MAX_AGE_DAYS "

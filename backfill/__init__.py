@@ -1,0 +1,1 @@
+"""Label and re-label reviews in bulk with Apache Beam (DirectRunner here, Dataflow in production)."""
