@@ -14,7 +14,7 @@ RECIPE ?= fast
 # long training runs live outside the work tree, so a session that ends mid-run can resume in the next one
 RUNS ?= $(HOME)/.cache/reviewsense
 
-.PHONY: setup run publish serve replay-dead-letters reliability backfill relabel test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model accurate-model distill portability teacher leave-domains-out clean
+.PHONY: setup run publish serve replay-dead-letters reliability backfill relabel bench-backfill test check lint typecheck corpus-check tf-check pytest bench bench-smoke data ablations model accurate-model distill portability teacher leave-domains-out clean
 
 setup: $(STAMP)
 
@@ -89,6 +89,10 @@ pytest: $(STAMP) $(BEAM_STAMP)
 ## bench: the full benchmark against a transformers pipeline (minutes; bench/results/latest.{json,md,png})
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## bench-backfill: the backfill's reviews/s (DirectRunner vs one process) and the Dataflow cost of 1 M / 10 M reviews
+bench-backfill: $(BEAM_STAMP)
+	$(BEAM_VENV)/bin/python -m backfill.bench
 
 ## bench-smoke: one fresh process, a few texts (seconds; CI runs it through the test suite)
 bench-smoke: $(STAMP)

@@ -38,6 +38,35 @@ NATURAL_LANGUAGE: dict[str, Any] = {
     "volume_tiers_usd_per_1000_units": {"1M-5M units": 0.50, "over 5M units": 0.25},
 }
 
+DATAFLOW: dict[str, Any] = {
+    "source": "https://cloud.google.com/dataflow/pricing",
+    "what": "Dataflow batch workers, us-central1, per vCPU-hour and GB-hour of worker memory, plus persistent disk",
+    "read_on": "2025 (the list prices then published; not re-read when added here: verify before quoting)",
+    "usd_per_vcpu_hour": 0.056,
+    "usd_per_gb_hour": 0.003557,
+    "usd_per_pd_gb_hour": 0.000054,
+    "worker": {"machine_type": "n2-standard-2", "vcpu": 2, "memory_gb": 8.0, "disk_gb": 25},
+}
+
+
+def dataflow_worker_usd_per_hour() -> float:
+    worker = DATAFLOW["worker"]
+    return float(worker["vcpu"] * DATAFLOW["usd_per_vcpu_hour"] + worker["memory_gb"] * DATAFLOW["usd_per_gb_hour"]
+                 + worker["disk_gb"] * DATAFLOW["usd_per_pd_gb_hour"])
+
+
+def natural_language_usd(reviews: int, units_per_review: float) -> float:
+    """A month's bill for ``reviews`` reviews on the Natural Language API's volume tiers (first 5,000 units free)."""
+    units = reviews * units_per_review
+    bands = [(5_000, 0.0), (1_000_000, 1.00), (5_000_000, 0.50), (float("inf"), 0.25)]
+    total, floor = 0.0, 0
+    for ceiling, price in bands:
+        used = max(0.0, min(units, ceiling) - floor)
+        total += used / 1000 * price
+        floor = int(min(ceiling, 1e18))
+    return round(total, 2)
+
+
 # The tiers of terraform/variables.tf (classify_http runs on "http"); keep in step with it.
 TIERS: dict[str, dict[str, Any]] = {
     "http": {"vcpu": 2, "memory_gib": 2.0, "concurrency": 4},

@@ -88,7 +88,7 @@ locals {
   # until first use, and granting it a role before then fails the apply.
   pubsub_service_agent = "serviceAccount:${google_project_service_identity.agent["pubsub.googleapis.com"].email}"
 
-  required_apis = toset([
+  required_apis = toset(concat(var.enable_backfill ? ["dataflow.googleapis.com"] : [], [
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
@@ -102,7 +102,7 @@ locals {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
-  ])
+  ]))
 }
 
 data "google_project" "this" {

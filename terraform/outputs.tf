@@ -65,3 +65,12 @@ output "service_accounts" {
     build             = google_service_account.build.email
   }
 }
+
+output "backfill" {
+  description = "What the Dataflow backfill command needs (null unless enable_backfill): worker service account and temp bucket."
+  value = var.enable_backfill ? {
+    service_account_email = google_service_account.dataflow_worker[0].email
+    temp_location         = "gs://${google_storage_bucket.dataflow[0].name}/temp"
+    staging_location      = "gs://${google_storage_bucket.dataflow[0].name}/staging"
+  } : null
+}

@@ -381,3 +381,15 @@ variable "alert_notification_channels" {
     error_message = "alert_notification_channels entries must look like projects/<project>/notificationChannels/<id>."
   }
 }
+
+variable "enable_backfill" {
+  description = "Create what the backfill pipeline needs on Dataflow: the Dataflow API, a worker service account and a temp/staging bucket (backfill/README.md)."
+  type        = bool
+  default     = false
+}
+
+variable "backfill_input_buckets" {
+  description = "Buckets (names) holding exports the backfill reads (gs://bucket/export.jsonl): the worker gets objectViewer on each."
+  type        = list(string)
+  default     = []
+}

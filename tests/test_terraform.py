@@ -649,13 +649,14 @@ def test_one_service_account_per_function() -> None:
 def test_roles_are_least_privilege() -> None:
     project_roles = {body["role"] for body in resources("google_project_iam_member").values()}
     assert project_roles == {"roles/datastore.user", "roles/eventarc.eventReceiver", "roles/logging.logWriter",
-                             "roles/storage.objectViewer"}, project_roles
+                             "roles/storage.objectViewer", "roles/dataflow.worker"}, project_roles
+    assert is_ref(res("google_project_iam_member", "dataflow_worker")["count"], "var.enable_backfill ? 1 : 0")
     for rtype in ("google_project_iam_binding", "google_project_iam_policy"):
         assert not resources(rtype), f"{rtype} is authoritative; use *_iam_member"
     for _, s in walk_strings(TF["resource"]):
         assert not re.search(r"roles/(owner|editor|viewer)\b", s), s
     # the project-wide grants that have a narrower target carry an IAM condition
-    for name in ("datastore_user", "build_source_reader"):
+    for name in ("datastore_user", "build_source_reader", "dataflow_firestore"):
         (condition,) = res("google_project_iam_member", name)["condition"]
         assert condition["title"] and condition["expression"], name
     assert "local.firestore_database" in block(res("google_project_iam_member", "datastore_user"),
@@ -852,12 +853,20 @@ def _instances(body: dict[str, Any], variables: dict[str, Any]) -> int:
     expr = each[2:-1] if each.startswith("${") else each
     if expr.startswith("local."):
         value = TF["locals"][expr.split(".", 1)[1]]
-        return len(value) if isinstance(value, dict) else len(set(re.findall(r'"([^"]+)"', value)))
+        if isinstance(value, dict):
+            return len(value)
+        optional = re.match(r"\$\{toset\(concat\(var\.([a-z_]+) \? \[([^\]]*)\] : \[\], ", value)
+        names = set(re.findall(r'"([^"]+)"', value))
+        if optional and not var(optional.group(1)):
+            names -= set(re.findall(r'"([^"]+)"', optional.group(2)))
+        return len(names)
     if expr.startswith("toset(["):
         return len(set(re.findall(r'"([^"]+)"', expr)))
-    match = re.fullmatch(r"toset\(var\.([a-z_]+)\)", expr)
+    match = re.fullmatch(r"(?:var\.([a-z_]+) \? )?toset\(var\.([a-z_]+)\)(?: : toset\(\[\]\))?", expr)
     assert match, f"for_each shape not understood: {each}"
-    return len(set(var(match.group(1))))
+    if match.group(1) and not var(match.group(1)):
+        return 0
+    return len(set(var(match.group(2))))
 
 
 def planned(variables: dict[str, Any]) -> list[str]:
