@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import hashlib
 import json
 import logging
 import sys
@@ -170,7 +171,7 @@ def to_jsonl(item: Labelled) -> str:
 
 
 class SaveRejected(beam.DoFn):  # type: ignore[misc]
-    """Keep a bad row in ``rejected_events`` (id: backfill-<run>-<key>), never silently drop it."""
+    """Keep a bad row in ``rejected_events`` (id: backfill-<hash of where and what>), never silently drop it."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -181,8 +182,9 @@ class SaveRejected(beam.DoFn):  # type: ignore[misc]
 
         from shared import firestore
 
-        key = "".join(c if c.isalnum() or c in "-_" else "_" for c in rejected.key)[-200:]
-        ref = firestore.document(_settings().rejected_collection, f"backfill-{self.run_id}-{key}")
+        # the same bad row keeps the same id, so a rerun finds it kept and writes nothing
+        digest = hashlib.sha256(f"{rejected.key}\n{rejected.raw}".encode()).hexdigest()[:32]
+        ref = firestore.document(_settings().rejected_collection, f"backfill-{digest}")
         with contextlib.suppress(AlreadyExists):
             ref.create({**rejected.as_dict(), "origin": "backfill", "backfill_run": self.run_id,
                         "rejected_at": SERVER_TIMESTAMP}, **firestore.call_options())

@@ -307,3 +307,10 @@ def test_only_recent_reviews_open_followups(created_at: str | None, action: Acti
     assert decision.action is action
     if action is Action.NONE:
         assert "FOLLOWUP_MAX_AGE_DAYS" in decision.reason and "backfill" in decision.reason
+
+
+def test_a_backfilled_review_of_unknown_age_pages_nobody() -> None:
+    fields = review(score=0.95, labeled_by="backfill")  # neither created_at nor publish_time
+    decision = decide(None, fields, SETTINGS)
+    assert decision.action is Action.NONE and "backfill" in decision.reason
+    assert decide(None, review(score=0.95), SETTINGS).action is Action.OPEN  # unknown age, but not a backfill
