@@ -5,6 +5,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# installs by need: the local stack needs serving + rich (~300 MB); tests, training and the benchmark add torch & co.
+RUN_STAMP := $(VENV)/.installed-run
+HOST ?= 127.0.0.1
 # the backfill pipeline's own environment (apache-beam pins protobuf < 7; the functions run 7)
 BEAM_VENV := .venv-beam
 BEAM_STAMP := $(BEAM_VENV)/.installed
@@ -18,25 +21,30 @@ RUNS ?= $(HOME)/.cache/reviewsense
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt tools/requirements.txt bench/requirements.txt
+$(RUN_STAMP): requirements.txt local/requirements.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r local/requirements.txt
+	@touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) requirements-dev.txt tools/requirements.txt bench/requirements.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	@touch $(STAMP)
 
 ## run: the whole system on this machine: emulators, the three functions, samples, a live view (Ctrl-C stops it)
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python -m local.stack --http-port $(PORT)
 
 ## publish: to the running `make run`: make publish TEXT="..." [ID=... CUSTOMER=... SOURCE=...], or FILE=x.jsonl
-publish: $(STAMP)
+publish: $(RUN_STAMP)
 	@test -n "$$FILE$$TEXT" || { echo 'usage: make publish TEXT="a review" [ID=...] or make publish FILE=reviews.jsonl' >&2; exit 2; }
 	@$(BIN)/python -m local.publish $(if $(FILE),--file "$$FILE",--text "$$TEXT") $(if $(ID),--id "$$ID") \
 		$(if $(CUSTOMER),--customer "$$CUSTOMER") $(if $(SOURCE),--source "$$SOURCE")
 
-## serve: only the HTTP classify function on functions-framework, on gunicorn as in production (not --debug)
-serve: $(STAMP)
-	$(BIN)/functions-framework --source main.py --target classify_http --port $(PORT)
+## serve: only the HTTP classify function on functions-framework, on gunicorn as in production (never Flask's
+##   debugger), on 127.0.0.1 (HOST=0.0.0.0 to expose it)
+serve: $(RUN_STAMP)
+	$(BIN)/functions-framework --source main.py --target classify_http --host $(HOST) --port $(PORT)
 
 $(BEAM_STAMP): backfill/requirements.txt
 	@test -x $(BEAM_VENV)/bin/python || $(PY) -m venv $(BEAM_VENV)
@@ -57,13 +65,13 @@ relabel: $(BEAM_STAMP)
 
 ## reliability: storm, duplicates, edits, a restart mid-storm, poison, follow-ups, hostile HTTP and load against the
 ##   real emulators and the served functions (loopback only, a few minutes); writes RELIABILITY.md
-reliability: $(STAMP)
+reliability: $(RUN_STAMP)
 	$(BIN)/python -m reliability.run $(if $(SCALE),--scale $(SCALE))
 
 ## replay-dead-letters: move what the dead-letter subscription holds back to the ingestion topic (idempotent)
 ##   against Google Cloud: GOOGLE_CLOUD_PROJECT=my-project make replay-dead-letters [LIMIT=N]
 ##   against the running `make run`: make replay-dead-letters LOCAL=1
-replay-dead-letters: $(STAMP)
+replay-dead-letters: $(RUN_STAMP)
 	$(BIN)/python -m ops.replay_dead_letters $(if $(LIMIT),--limit $(LIMIT)) $(if $(LOCAL),--local)
 
 ## test: everything CI runs: lint, types, corpus check, Terraform checks, the test suite
