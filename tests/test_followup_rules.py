@@ -242,6 +242,7 @@ def version(text_sha: str, updated_at: datetime | None = None) -> ReviewVersion:
 
 
 OPEN = Decision(Action.OPEN, "negative 0.900")
+NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # fixed: parameters are built at collection, tests run minutes later
 
 
 @pytest.mark.parametrize(("existing", "event", "expected"), [
@@ -279,12 +280,12 @@ def test_a_reopen_starts_a_new_episode_and_keeps_the_old_notifications() -> None
     ({"status": "open", "notification_attempts": {"webhook": {"state": "rejected"}}}, Due.SKIP),
     ({"status": "open", "notification_attempts": {"webhook": {"state": "failed"}}}, Due.SEND),
     ({"status": "open", "notification_attempts": {"webhook": {
-        "state": "sending", "lease_until": datetime.now(UTC) + timedelta(minutes=1)}}}, Due.IN_PROGRESS),
+        "state": "sending", "lease_until": NOW + timedelta(minutes=1)}}}, Due.IN_PROGRESS),
     ({"status": "open", "notification_attempts": {"webhook": {
-        "state": "sending", "lease_until": datetime.now(UTC) - timedelta(minutes=1)}}}, Due.SEND),  # holder died
+        "state": "sending", "lease_until": NOW - timedelta(minutes=1)}}}, Due.SEND),  # holder died
 ])
 def test_when_a_channel_is_due(followup: dict[str, Any], expected: Due) -> None:
-    assert due(followup, "webhook", datetime.now(UTC)) is expected
+    assert due(followup, "webhook", NOW) is expected
 
 
 @pytest.mark.parametrize(("status", "permanent"), [(400, True), (401, True), (404, True), (410, True),
