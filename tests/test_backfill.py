@@ -153,8 +153,8 @@ def test_a_backfill_of_2000_reviews_with_bad_rows_and_racing_edits_then_a_relabe
     racer = threading.Thread(target=race, daemon=True)
     racer.start()
     first = run_pipeline(beam_python, env, "--source", str(source), "--mode", "label")
+    racer.join(60)  # every raced review exists by now: the racer finishes its edits, then stops by itself
     stop.set()
-    racer.join(10)
 
     assert first["read"] == 2000 and first["rejected"] == len(bad) + 1
     assert first["skipped_edited"] >= len(edited)
