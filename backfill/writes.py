@@ -55,14 +55,15 @@ def decide(stored: dict[str, Any] | None, item: Labelled, mode: str) -> Outcome:
 
 
 def new_document(item: Labelled, run_id: str) -> dict[str, Any]:
-    from google.cloud.firestore import SERVER_TIMESTAMP
+    from shared.store import Label, labeled_document
 
     row = item.row
-    return {"review_id": row.review_id, "text": row.text, "customer_id": row.customer_id, "source": row.source,
-            "created_at": row.created_at, "metadata": {}, "attributes": {}, "text_sha256": row.text_sha256,
-            "message_id": f"backfill-{run_id}", "publish_time": None, "sentiment": item.sentiment,
-            "model": item.model, "status": "labeled", "classified_at": SERVER_TIMESTAMP, "edited": False,
-            "edit_count": 0, "labeled_by": "backfill", "backfill_run": run_id}
+    fields: dict[str, Any] = {
+        "review_id": row.review_id, "text": row.text, "customer_id": row.customer_id, "source": row.source,
+        "created_at": row.created_at, "metadata": {}, "attributes": {}, "text_sha256": row.text_sha256,
+        "message_id": f"backfill-{run_id}", "publish_time": None}
+    return {**labeled_document(fields, Label(item.sentiment, item.model)), "labeled_by": "backfill",
+            "backfill_run": run_id}
 
 
 def label_fields(item: Labelled, stored: dict[str, Any], run_id: str) -> dict[str, Any]:

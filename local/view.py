@@ -46,7 +46,8 @@ class Snapshot:
 class FirestoreReader:
     """Reads the stack's collections from the Firestore emulator (this process talks to no real project)."""
 
-    def __init__(self, host: str, project: str, settings: Settings) -> None:
+    def __init__(self, host: str, project: str, settings: Settings, timeout: float = 10.0) -> None:
+        self._timeout = timeout
         os.environ["FIRESTORE_EMULATOR_HOST"] = host
         from google.cloud import firestore
 
@@ -55,7 +56,7 @@ class FirestoreReader:
                              settings.followups_collection)
 
     def _read(self, collection: str) -> dict[str, dict[str, Any]]:
-        return {doc.id: doc.to_dict() or {} for doc in self._db.collection(collection).stream(timeout=10)}
+        return {doc.id: doc.to_dict() or {} for doc in self._db.collection(collection).stream(timeout=self._timeout)}
 
     def read(self, into: Snapshot) -> Snapshot:
         reviews, rejected, followups = (self._read(name) for name in self._collections)

@@ -8,12 +8,12 @@ review is counting writes.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from local.emulators import FunctionServer, PubSubEmulator
+from local.view import FirestoreReader, Snapshot
 from shared.config import Settings
 
 WRITES = ("created", "edited")
@@ -31,10 +31,7 @@ class Observed:
 class Observer:
     def __init__(self, pubsub: PubSubEmulator, firestore_host: str, project: str, settings: Settings,
                  dead_letter_subscription: str, followup_subscription: str, ingest: FunctionServer) -> None:
-        os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
-        from google.cloud import firestore
-
-        self.db = firestore.Client(project=project)
+        self.reader = FirestoreReader(firestore_host, project, settings, timeout=30.0)  # the live view's reader
         self.pubsub = pubsub
         self.settings = settings
         self.dead_letter_subscription = dead_letter_subscription
@@ -42,14 +39,10 @@ class Observer:
         self.ingest = ingest
         self.seen = Observed()
 
-    def _collection(self, name: str) -> dict[str, dict[str, Any]]:
-        return {doc.id: doc.to_dict() or {} for doc in self.db.collection(name).stream(timeout=30)}
-
     def read(self) -> Observed:
-        s = self.settings
-        self.seen.reviews = self._collection(s.reviews_collection)
-        self.seen.rejected = self._collection(s.rejected_collection)
-        self.seen.followups = self._collection(s.followups_collection)
+        snapshot = self.reader.read(Snapshot())
+        self.seen.reviews, self.seen.rejected, self.seen.followups = (snapshot.reviews, snapshot.rejected,
+                                                                       snapshot.followups)
         while batch := self.pubsub.pull(self.dead_letter_subscription, max_messages=500):
             self.seen.dead_letters += batch
         while batch := self.pubsub.pull(self.followup_subscription, max_messages=500):
@@ -62,7 +55,7 @@ class Observer:
                        if entry.get("message") == "review ingested" and entry.get("outcome") in WRITES)
 
     def close(self) -> None:
-        self.db.close()  # type: ignore[no-untyped-call]
+        self.reader.close()
 
 
 def scenario_of(message: dict[str, Any]) -> str | None:

@@ -24,7 +24,7 @@ document to keep consistent.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -66,11 +66,16 @@ def get_review(review_id: str) -> dict[str, Any] | None:
     return snapshot.to_dict() if snapshot.exists else None
 
 
-def _new_document(event: ReviewEvent, label: Label) -> dict[str, Any]:
+def labeled_document(review_fields: Mapping[str, Any], label: Label) -> dict[str, Any]:
+    """A new ``reviews/{id}`` document: the one shape, for ``ingest_review`` and the backfill alike."""
     from google.cloud.firestore import SERVER_TIMESTAMP
 
-    return {**event.review_fields(), "sentiment": label.sentiment, "model": label.model, "status": "labeled",
+    return {**review_fields, "sentiment": label.sentiment, "model": label.model, "status": "labeled",
             "classified_at": SERVER_TIMESTAMP, "edited": False, "edit_count": 0}
+
+
+def _new_document(event: ReviewEvent, label: Label) -> dict[str, Any]:
+    return labeled_document(event.review_fields(), label)
 
 
 def _edit_fields(event: ReviewEvent, label: Label, stored: dict[str, Any]) -> dict[str, Any]:
