@@ -47,6 +47,15 @@ def manifest_of(folder: Path) -> dict[str, Any] | None:
     return data
 
 
+def arithmetic(model: Path, precision: str) -> str:
+    """What the model computes in, which sets its compute bound: an int8_weights artifact stores int8 but folds it to
+    fp32 at session start (``tools/quantize.py``), so its bound is the fp32 one."""
+    from shared.artifact import FOLDED_WEIGHT_SCHEMES
+
+    scheme = ((manifest_of(model) or {}).get("quantization") or {}).get("scheme")
+    return "fp32" if scheme in FOLDED_WEIGHT_SCHEMES else precision
+
+
 def rebuild_reason(fp32_dir: Path, checkpoint: Path) -> str | None:
     """Why the fp32 artifact must be (re)built, or None if it is the checkpoint's, complete and checkable."""
     manifest = manifest_of(fp32_dir)
@@ -85,10 +94,13 @@ def build_fp32(checkpoint: Path, fp32_dir: Path, int8_dir: Path) -> dict[str, An
     fp32_dir.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
-        print(f"==> export {checkpoint} to ONNX", flush=True)
-        hf_config, _ = export_onnx(checkpoint, raw)
-        print("==> ONNX Runtime transformer optimizer (the graph the int8 artifact quantizes)", flush=True)
-        optimize(raw, fp32_dir / "model.onnx", hf_config)
+        # the graph the int8 artifact quantized, as its manifest records it (older manifests: SDPA + bert rewrite)
+        recorded = shipped.get("quantization", {})
+        attention = recorded.get("attention", "sdpa")
+        optimizer = "bert" if str(recorded.get("graph_optimizer", "onnxruntime")).startswith("onnxruntime") else "none"
+        print(f"==> export {checkpoint} to ONNX ({attention} attention, graph optimizer {optimizer})", flush=True)
+        hf_config, _ = export_onnx(checkpoint, raw, attention=attention)
+        optimize(raw, fp32_dir / "model.onnx", hf_config, optimizer)
     write_tokenizer(checkpoint, fp32_dir / "tokenizer.json")
     manifest: dict[str, Any] = {
         "name": f"{shipped.get('name', checkpoint.name)}-fp32",

@@ -73,6 +73,8 @@ def summarize_variant(variant: Variant, full: dict[str, Any], colds: list[dict[s
     out: dict[str, Any] = {
         "title": variant.title, "transport": "HTTP (functions-framework)" if variant.transport == "http"
         else "in-process", "runtime": variant.runtime, "precision": variant.precision,
+        "arithmetic": artifacts.arithmetic(variant.model, variant.precision) if variant.runtime == "onnx"
+        else variant.precision,
         "provider": variant.provider, "tier": variant.tier,
         "cascade": str(variant.cascade) if variant.cascade else None,
         "model": str(variant.model.relative_to(ROOT) if variant.model.is_relative_to(ROOT) else variant.model),

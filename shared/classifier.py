@@ -26,6 +26,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from shared.errors import ArtifactError, ProviderUnavailableError, SelfCheckErro
 from shared.process_wide import ProcessWide
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+TOKENIZED_TEXTS_KEPT = 64  # the largest request's reviews (MAX_BATCH); at most ~3 MB of 5,000-character texts
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,9 @@ class Classifier:
         self._input_names = {i.name for i in session.get_inputs()}
         self._bias = np.exp(np.asarray(manifest.class_bias, dtype=np.float32))
         self.load_seconds = 0.0
+        # A request is tokenized twice, once to bound its compute (classify_http) and once to classify: the second
+        # reads from here. Keyed by the text, so an answer cannot depend on what else was asked (0.15 ms a review).
+        self._token_ids = functools.lru_cache(maxsize=TOKENIZED_TEXTS_KEPT)(self._encode)
 
     @property
     def model_info(self) -> dict[str, str]:
@@ -239,9 +244,12 @@ class Classifier:
                 "export is not the one the manifest describes")
         return result
 
+    def _encode(self, text: str) -> tuple[int, ...]:
+        return tuple(self._tokenizer.encode(text[:self._max_chars], add_special_tokens=False).ids)
+
     def windows(self, text: str) -> list[list[int]]:
         """The model inputs (with special tokens) one text becomes."""
-        ids = self._tokenizer.encode(text[:self._max_chars], add_special_tokens=False).ids
+        ids = list(self._token_ids(text))
         return [[self._open, *piece, self._close] for piece in split_windows(ids, self.manifest.long_text)]
 
     def probabilities(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

@@ -32,7 +32,7 @@ from shared.config import DEFAULT_MODEL_DIR, PROJECT_ROOT
 
 BEAM_PYTHON = PROJECT_ROOT / ".venv-beam" / "bin" / "python"
 CORPUS = PROJECT_ROOT / "data" / "reviews" / "splits"
-MODEL = {"name": "review-sentiment-minilm", "version": "1.1.0"}
+MODEL = {key: json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())[key] for key in ("name", "version")}
 
 
 # --- the rules, without Beam ---------------------------------------------------------------------
@@ -181,8 +181,8 @@ def test_a_backfill_of_2000_reviews_with_bad_rows_and_racing_edits_then_a_relabe
     (bumped / "manifest.json").write_text(json.dumps(manifest))
     dry = run_pipeline(beam_python, env, "--source", "firestore", "--mode", "relabel", "--model-dir", str(bumped),
                        "--dry-run")
-    # every review labelled by 1.1.0: the backfilled ones, the customers' edits, and the raced ones (whose stale
-    # label the relabel corrects: it labels the text stored now)
+    # every review labelled by the shipped version: the backfilled ones, the customers' edits, and the raced ones
+    # (whose stale label the relabel corrects: it labels the text stored now)
     assert dry["relabelled"] == 2000 and "would change" in dry["stdout"]
     assert all(doc.to_dict()["model"] == MODEL for doc in reviews.stream())  # wrote nothing
     relabel = run_pipeline(beam_python, env, "--source", "firestore", "--mode", "relabel", "--model-dir", str(bumped))
