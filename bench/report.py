@@ -70,6 +70,8 @@ def metric(data: dict[str, Any], key: str, name: str) -> float | None:
         return _num(_get(v, *path))
     if name == "model_file_mb":
         files = data["sizes"]["model_file_mb"]
+        if v.get("tier") == "accurate" and "ours_accurate" in files:  # the cascade ships both models
+            return _num(files["ours_accurate"] + (files["ours_int8"] if v.get("cascade") else 0.0))
         return _num(files["reference"] if v["runtime"] == "torch" else files[f"ours_{v['precision']}"])
     if name == "dependencies_mib":
         deps = data["sizes"]["dependencies_mib"]
@@ -96,7 +98,7 @@ def compute_bound(results: dict[str, Any], flops: dict[str, float], rates: dict[
     for threads, rate in rates["gflops"].items():
         bounds[f"threads={threads}"] = {p: round(compute.bound(flops, rate, p), 1) for p in ("fp32", "int8")}
     for key, v in results.items():
-        if v["provider"] != "cpu":
+        if v["provider"] != "cpu" or v.get("tier") == "accurate":  # the FLOPs counted are the fast model's
             continue
         for threads, tp in v.get("throughput_rps", {}).items():
             batch = "32" if "32" in tp else largest_batch(tp)
@@ -214,7 +216,8 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
         (f"int8_weights computes in fp32 (the same answer on every CPU); int8 arithmetic would be bounded at "
          f"{_get(data, 'compute_bound', 'bound_reviews_per_second', threads or '', 'int8')} reviews/s but answers "
          "differently per instruction set (tools/quantize.py)" if arith == "fp32" else "")
-        + f"; padding efficiency at batch 32: {_get(data, 'compute_bound', 'padding_efficiency', 'batch 32')}")
+        + "; every window runs alone and unpadded: the bound's matmul has 32 windows' rows, one window's has ~124, "
+        "and padded batches measured no faster (bench/batching.py)")
     return out
 
 
@@ -369,9 +372,10 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
     keys = [k for k in data["variants"] if data["variants"][k]["provider"] == "cpu"]
     titles = {"reference": "reference", "ours_fp32": "ours fp32", "ours_int8": "ours int8",
-              "reference_http": "reference\nHTTP", "ours_int8_http": "ours int8\nHTTP"}
+              "reference_http": "reference\nHTTP", "ours_int8_http": "ours int8\nHTTP",
+              "ours_accurate": "ours\naccurate", "ours_cascade": "ours\ncascade"}
     colors = {"reference": "#9e9e9e", "reference_http": "#616161", "ours_fp32": "#90caf9", "ours_int8": "#1e88e5",
-              "ours_int8_http": "#0d47a1"}
+              "ours_int8_http": "#0d47a1", "ours_accurate": "#7e57c2", "ours_cascade": "#b39ddb"}
     panels = [("cold_start_s", "Cold start (s)"), ("latency_single_p50_ms", "p50 latency, 1 review (ms)"),
               ("throughput_b32_rps", "Throughput, batch 32 (reviews/s)"),
               ("peak_rss_mb", "Peak RSS after 32 long reviews (MB)")]

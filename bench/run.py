@@ -172,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="", help="comma-separated subset of variant keys")
     parser.add_argument("--tier", default="http", choices=sorted(prices.TIERS), help="Cloud Run tier for cost")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG (matplotlib not needed)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure nothing: derive gains, bounds, targets, latest.md and the plot again from "
+                             "the measurements in --out-dir's latest.json (after a change to the report)")
     args = parser.parse_args(argv)
+    if args.report_only:
+        return write_report((args.out_dir or ROOT / "bench" / "results").resolve(), args.no_plot)
 
     base = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
     settings = Settings(**{**base.__dict__,
@@ -297,19 +302,33 @@ def main(argv: list[str] | None = None) -> int:
         "compute_bound": report.compute_bound(results, flops, rates, tokens, bench.threads_all),
         "cost": report.cost(results, sets, args.tier, bench.threads_all),
     }
-    data["gains"] = report.gains(data)
-    data["targets"] = report.targets(data)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "latest.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return write_report(args.out_dir, args.no_plot)
+
+
+def write_report(out_dir: Path, no_plot: bool) -> int:
+    """Everything derived from the measurements in ``out_dir/latest.json``: gains, fractions of the compute bound,
+    targets, ``latest.md`` and the plot. Derived, never measured, so a report change needs no new run."""
+    say = Progress()
+    data = json.loads((out_dir / "latest.json").read_text(encoding="utf-8"))
+    bound = data["compute_bound"]
+    data["compute_bound"] = report.compute_bound(
+        data["variants"], bound["flops_per_review"], bound["matmul"],
+        {"padding_efficiency": bound.get("padding_efficiency", {})}, 0)
+    data["gains"] = report.gains(data)
+    data["targets"] = report.targets(data)
+    (out_dir / "latest.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     markdown = report.markdown(data)
-    (args.out_dir / "latest.md").write_text(markdown, encoding="utf-8")
-    if not args.no_plot:
+    (out_dir / "latest.md").write_text(markdown, encoding="utf-8")
+    if not no_plot:
         try:
-            report.plot(data, args.out_dir / "latest.png")
+            report.plot(data, out_dir / "latest.png")
         except ImportError:
             say("matplotlib is not installed (pip install -r bench/requirements.txt): no plot")
     print(markdown)
-    say(f"wrote {args.out_dir / 'latest.json'}, latest.md" + ("" if args.no_plot else ", latest.png"))
+    say(f"wrote {out_dir / 'latest.json'}, latest.md" + ("" if no_plot else ", latest.png"))
+    failures = data.get("failures", {})
     if failures:
         say(f"{len(failures)} variant(s) failed: {', '.join(failures)}")
         return 1
