@@ -68,6 +68,29 @@ def test_characters_beyond_the_bound_are_not_read(clf: Classifier) -> None:
     assert len(capped.windows(LONG_REVIEW[:200] + " extra words" * 500)) == 1
 
 
+def test_a_text_is_tokenized_once_per_request_and_answers_do_not_change(clf: Classifier) -> None:
+    """classify_http counts windows before classifying: the second pass reads the kept token ids."""
+    class Counting:
+        def __init__(self, inner: object) -> None:
+            self.inner, self.calls = inner, 0
+
+        def encode(self, *args: object, **kwargs: object) -> object:
+            self.calls += 1
+            return self.inner.encode(*args, **kwargs)  # type: ignore[attr-defined]
+
+    counting = Counting(clf._tokenizer)
+    fresh = Classifier(clf.manifest, clf._session, counting, max_chars=5000)
+    counting.calls = 0  # construction encodes a probe for the special tokens
+    texts = ["Broke in a week.", LONG_REVIEW, "Broke in a week.", "Support fixed it."]
+    windows = [fresh.windows(t) for t in texts]
+    probs = fresh.probabilities(texts)
+    assert counting.calls == 3  # three distinct texts, each encoded once across both passes
+    assert [fresh.windows(t) for t in texts] == windows
+    np.testing.assert_array_equal(probs, clf.probabilities(texts))
+    fresh.windows(texts[0]).append([0])  # a caller's change to the returned windows does not reach the kept ids
+    assert fresh.windows(texts[0]) == windows[0]
+
+
 def test_empty_input_list(clf: Classifier) -> None:
     assert clf.classify([]) == []
 
