@@ -1,4 +1,4 @@
-"""Export variants of the fast model, timed through the serving classifier: which graph to ship.
+"""Export variants of a model (the fast one by default), timed through the serving classifier: which graph to ship.
 
 Why: the shipped preset computes in fp32 (int8 weights folded at session start, ``tools/quantize.py``), so speed
 comes from the graph, not from int8 kernels. Each variant here is the same checkpoint exported with one attention
@@ -9,7 +9,11 @@ loaded by ``shared.classifier`` exactly as a function loads it. Measured: one me
 from the first variant (the same weights must give the same answers).
 
     .venv/bin/python bench/export_variants.py [--checkpoint checkpoints/review-sentiment-minilm]
+        [--artifact model_artifacts/review-sentiment-minilm] [--variants eager:none,eager:bert]
         [--out bench/results/export_variants.md]
+
+``--artifact`` is the built artifact of the same checkpoint, whose tokenizer and long-text policy the variants
+borrow (the accurate tier: a checkpoint of ``make accurate-model`` or of a leave-domains-out fold, and its artifact).
 
 Run it on a quiet machine (pause training: ``kill -STOP``); it takes about 3 minutes on 2 cores.
 """
@@ -41,7 +45,7 @@ VARIANTS = (("sdpa", "bert"), ("sdpa", "none"), ("eager", "bert"), ("eager", "no
 SHIPPED = ROOT / "model_artifacts" / "review-sentiment-minilm"
 
 
-def build_variant(checkpoint: Path, attention: str, optimizer: str, folder: Path) -> Path:
+def build_variant(checkpoint: Path, shipped: Path, attention: str, optimizer: str, folder: Path) -> Path:
     """An artifact folder the classifier loads: the variant's int8_weights graph with the shipped tokenizer and
     long-text policy (the manifest's hashes rewritten for the new graph)."""
     folder.mkdir(parents=True)
@@ -51,8 +55,8 @@ def build_variant(checkpoint: Path, attention: str, optimizer: str, folder: Path
     quantize.apply(fp32, folder / "model.onnx", quantize.WEIGHTS_ONLY)
     raw.unlink()
     fp32.unlink()
-    shutil.copy(SHIPPED / "tokenizer.json", folder / "tokenizer.json")
-    manifest = json.loads((SHIPPED / "manifest.json").read_text())
+    shutil.copy(shipped / "tokenizer.json", folder / "tokenizer.json")
+    manifest = json.loads((shipped / "manifest.json").read_text())
     manifest.update(sha256=sha256_of(folder / "model.onnx"), size_bytes=(folder / "model.onnx").stat().st_size)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
@@ -79,14 +83,19 @@ def measure(folder: Path, one: str, batch: list[str], threads: int) -> dict[str,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "review-sentiment-minilm")
+    parser.add_argument("--artifact", type=Path, default=SHIPPED)
+    parser.add_argument("--variants", default=",".join(f"{a}:{o}" for a, o in VARIANTS),
+                        help="comma-separated attention:optimizer pairs, the first one the reference")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export_variants.md")
     args = parser.parse_args(argv)
+    variants = [tuple(pair.split(":")) for pair in args.variants.split(",")]
     median = texts.select().median
     one, batch = median[len(median) // 2], (median * 2)[:32]
     rows, first = [], None
     with tempfile.TemporaryDirectory() as tmp:
-        for attention, optimizer in VARIANTS:
-            folder = build_variant(args.checkpoint, attention, optimizer, Path(tmp) / f"{attention}-{optimizer}")
+        for attention, optimizer in variants:
+            folder = build_variant(args.checkpoint, args.artifact, attention, optimizer,
+                                   Path(tmp) / f"{attention}-{optimizer}")
             size = (folder / "model.onnx").stat().st_size / 1e6
             for threads in (1, 2):
                 result = measure(folder, one, batch, threads)
@@ -95,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(f"| {attention} | {optimizer} | {threads} | {result['one_p50_ms']} | "
                             f"{result['batch32_reviews_per_s']} | {size:.1f} | {drift:.1e} |")
                 print(rows[-1], flush=True)
-    header = ["# Export variants of the fast model (int8_weights, through shared.classifier)", "",
+    header = [f"# Export variants of {args.checkpoint.name} (int8_weights, through shared.classifier)", "",
               f"`{' '.join(['python', *sys.argv])}` · {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}", "",
               "| attention | graph optimizer | threads | 1 median review p50 (ms) | batch 32 (reviews/s) | "
               "model MB | max probability difference from the first row |", "|---|---|---:|---:|---:|---:|---:|"]

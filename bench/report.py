@@ -91,7 +91,7 @@ def gains(data: dict[str, Any]) -> dict[str, dict[str, float | None]]:
 
 
 def compute_bound(results: dict[str, Any], flops: dict[str, float], rates: dict[str, Any],
-                  tokens: dict[str, Any], threads_all: int) -> dict[str, Any]:
+                  padding_efficiency: dict[str, float]) -> dict[str, Any]:
     """Throughput as a fraction of what the measured matmul rates allow, per variant and thread count."""
     bounds: dict[str, dict[str, float]] = {}
     fractions: dict[str, dict[str, float]] = {}
@@ -106,7 +106,7 @@ def compute_bound(results: dict[str, Any], flops: dict[str, float], rates: dict[
             if batch and limit:
                 fractions.setdefault(key, {})[f"{threads}, batch {batch}"] = round(tp[batch] / limit, 3)
     return {"flops_per_review": flops, "matmul": rates, "bound_reviews_per_second": bounds,
-            "fraction_of_bound": fractions, "padding_efficiency": tokens.get("padding_efficiency", {}),
+            "fraction_of_bound": fractions, "padding_efficiency": padding_efficiency,
             "note": "FLOPs counted on real tokens only: padding, tokenizing and non-matmul ops count against it"}
 
 

@@ -299,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         "failures": failures,
         "agreement": agreement(raw, lengths, min(budget, bench.max_length)),
         "sizes": {"model_file_mb": model_sizes(args), "dependencies_mib": dep_sizes},
-        "compute_bound": report.compute_bound(results, flops, rates, tokens, bench.threads_all),
+        # the measured inputs; write_report derives the bounds and fractions from them
+        "compute_bound": {"flops_per_review": flops, "matmul": rates,
+                          "padding_efficiency": tokens.get("padding_efficiency", {})},
         "cost": report.cost(results, sets, args.tier, bench.threads_all),
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -313,9 +315,8 @@ def write_report(out_dir: Path, no_plot: bool) -> int:
     say = Progress()
     data = json.loads((out_dir / "latest.json").read_text(encoding="utf-8"))
     bound = data["compute_bound"]
-    data["compute_bound"] = report.compute_bound(
-        data["variants"], bound["flops_per_review"], bound["matmul"],
-        {"padding_efficiency": bound.get("padding_efficiency", {})}, 0)
+    data["compute_bound"] = report.compute_bound(data["variants"], bound["flops_per_review"], bound["matmul"],
+                                                 bound.get("padding_efficiency", {}))
     data["gains"] = report.gains(data)
     data["targets"] = report.targets(data)
     (out_dir / "latest.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
