@@ -116,10 +116,12 @@ $(DATA_STAMP): tools/prepare_data.py $(STAMP)
 
 ## leave-domains-out: a recipe (RECIPE=fast|accurate|distilled) trained 4 times, each without 6 of our 24 domains,
 ##   judged on them (hours; resumable in $(RUNS); SCALE=0.25 for a quick, weaker estimate). distilled: the fast
-##   recipe taught by the accurate recipe's model of the same fold (TEACHERS=its leave-domains-out folder)
+##   recipe taught by the accurate recipe's model of the same fold (TEACHERS=its leave-domains-out folder,
+##   UNLABELLED=N unlabelled IMDB reviews, default 5000)
 leave-domains-out: data $(if $(filter accurate,$(RECIPE)),teacher)
 	$(BIN)/python tools/leave_domains_out.py --recipe $(RECIPE) $(if $(SCALE),--scale $(SCALE)) \
-		$(if $(filter distilled,$(RECIPE)),--teachers $(or $(TEACHERS),$(RUNS)/lodo/accurate-full)) \
+		$(if $(filter distilled,$(RECIPE)),--teachers $(or $(TEACHERS),$(RUNS)/lodo/accurate-full) \
+		$(if $(UNLABELLED),--unlabelled $(UNLABELLED))) \
 		--out $(RUNS)/lodo/$(RECIPE)-$(or $(SCALE),full)
 
 ## distill: the fast recipe taught by the shipped accurate model (soft labels on its texts and 5,000 unlabelled IMDB
