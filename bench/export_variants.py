@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export_variants.md")
     args = parser.parse_args(argv)
     variants = [tuple(pair.split(":")) for pair in args.variants.split(",")]
-    median = texts.select().median
-    one, batch = median[len(median) // 2], (median * 2)[:32]
+    sets = texts.select()
+    one, batch = sets.typical(), (sets.median * 2)[:32]
     rows, first = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for attention, optimizer in variants:

@@ -28,14 +28,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import texts  # noqa: E402
 from bench.serving import Server  # noqa: E402
+from bench.stats import percentile  # noqa: E402
 from shared.classifier import Classifier  # noqa: E402
 
 MODEL = ROOT / "model_artifacts" / "review-sentiment-minilm"
@@ -49,7 +48,7 @@ def percentiles(call: Callable[[], object], calls: int) -> tuple[float, float]:
         started = time.perf_counter()
         call()
         times.append((time.perf_counter() - started) * 1000)
-    return round(float(np.percentile(times, 50)), 2), round(float(np.percentile(times, 90)), 2)
+    return round(percentile(times, 50), 2), round(percentile(times, 90), 2)
 
 
 def load(server: Server, text: str, clients: int, seconds: float) -> tuple[float, float]:
@@ -80,7 +79,7 @@ def load(server: Server, text: str, clients: int, seconds: float) -> tuple[float
         worker.start()
     for worker in workers:
         worker.join()
-    return round(float(np.percentile(latencies, 50)), 2), round(len(latencies) / (time.monotonic() - began), 1)
+    return round(percentile(latencies, 50), 2), round(len(latencies) / (time.monotonic() - began), 1)
 
 
 def sweep(text: str, env: dict[str, str], seconds: float = 8.0) -> None:
@@ -104,8 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--sweep", action="store_true", help="also intra-op threads x concurrent clients")
     args = parser.parse_args(argv)
-    median = texts.select().median
-    text = median[len(median) // 2]
+    text = texts.select().typical()
     env = {"MODEL_DIR": str(MODEL), "ORT_INTRA_OP_THREADS": str(args.threads)}
     os.environ.update(env)
 

@@ -35,6 +35,10 @@ class TextSets:
     long_source: str
     notes: list[str] = field(default_factory=list)
 
+    def typical(self) -> str:
+        """The middle one of the median-length reviews: what the one-question probes time a single call on."""
+        return self.median[len(self.median) // 2]
+
     def summary(self) -> dict[str, object]:
         def words(texts: list[str]) -> dict[str, float]:
             counts = sorted(len(t.split()) for t in texts)
