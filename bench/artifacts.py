@@ -83,7 +83,7 @@ def build_fp32(checkpoint: Path, fp32_dir: Path, int8_dir: Path) -> dict[str, An
     sys.path.insert(0, str(ROOT))
     from shared.artifact import sha256_of
     from shared.classifier import Classifier
-    from tools.build_artifact import SELF_CHECK_TEXTS, export_onnx, optimize, write_tokenizer
+    from tools.build_artifact import SELF_CHECK_TEXTS, export_onnx, optimize, recorded_export, write_tokenizer
 
     shipped = manifest_of(int8_dir) or {}
     config = json.loads((checkpoint / "config.json").read_text())
@@ -94,10 +94,7 @@ def build_fp32(checkpoint: Path, fp32_dir: Path, int8_dir: Path) -> dict[str, An
     fp32_dir.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
-        # the graph the int8 artifact quantized, as its manifest records it (older manifests: SDPA + bert rewrite)
-        recorded = shipped.get("quantization", {})
-        attention = recorded.get("attention", "sdpa")
-        optimizer = "bert" if str(recorded.get("graph_optimizer", "onnxruntime")).startswith("onnxruntime") else "none"
+        attention, optimizer = recorded_export(shipped.get("quantization", {}))  # the graph the int8 one quantized
         print(f"==> export {checkpoint} to ONNX ({attention} attention, graph optimizer {optimizer})", flush=True)
         hf_config, _ = export_onnx(checkpoint, raw, attention=attention)
         optimize(raw, fp32_dir / "model.onnx", hf_config, optimizer)

@@ -29,6 +29,8 @@ from shared.classifier import Classifier, softmax  # noqa: E402
 
 def padded(model: Classifier, pieces: list[list[int]], size: int, by_length: bool) -> npt.NDArray[np.float32]:
     """Window probabilities, ``size`` windows a session call, padded to the longest of each call."""
+    if size == 1:
+        return model._run(pieces)  # the classifier's own path: each window alone, unpadded
     order = sorted(range(len(pieces)), key=lambda i: len(pieces[i])) if by_length else list(range(len(pieces)))
     out = np.zeros((len(pieces), len(model.labels)), dtype=np.float32)
     session = model._session  # the classifier's own session, as it serves

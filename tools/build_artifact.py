@@ -112,6 +112,13 @@ def optimize(src: Path, dst: Path, config: dict[str, Any], optimizer: str = GRAP
     return "onnxruntime.transformers bert, opt_level 1"
 
 
+def recorded_export(quantization: dict[str, Any]) -> tuple[str, str]:
+    """The attention and graph optimizer a manifest's ``quantization`` record says the graph was built with, so a
+    rebuild of its fp32 graph (the benchmark's) matches it. Manifests before 1.1.1 recorded neither: SDPA + bert."""
+    optimizer = "bert" if str(quantization.get("graph_optimizer", "onnxruntime")).startswith("onnxruntime") else "none"
+    return str(quantization.get("attention", "sdpa")), optimizer
+
+
 def write_tokenizer(checkpoint: Path, dst: Path) -> None:
     """Save the fast tokenizer with truncation and padding removed: the runtime decides both."""
     from transformers import AutoTokenizer
